@@ -1,0 +1,29 @@
+"""Hot-path selector: the Cython extension when built, else its pure-Python twin.
+
+Exports ``normalize_key``, ``http_resolve``, ``json_escape`` and ``IMPLEMENTATION``
+(``"cython"`` or ``"python"``).  ``IDNODE_NO_EXTENSIONS=1`` forces the twin at run time.
+Both twins take bytes and py-lmdb objects and return bytes or None; see ``_hotpath_py`` for
+the contracts.  This package imports nothing of ours (checked by tests/meta).
+"""
+
+import os
+
+from native import _hotpath_py as python_twin
+
+NO_EXTENSIONS = os.environ.get("IDNODE_NO_EXTENSIONS", "") not in ("", "0")
+
+cython_twin = None
+if not NO_EXTENSIONS:
+    try:
+        from native import _hotpath as cython_twin  # type: ignore[no-redef]
+    except ImportError:  # not built: the pure twin answers
+        cython_twin = None
+
+_impl = cython_twin if cython_twin is not None else python_twin
+IMPLEMENTATION = "cython" if cython_twin is not None else "python"
+
+normalize_key = _impl.normalize_key
+http_resolve = _impl.http_resolve
+json_escape = _impl.json_escape
+
+__all__ = ["IMPLEMENTATION", "normalize_key", "http_resolve", "json_escape"]

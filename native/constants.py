@@ -1,0 +1,19 @@
+"""Numbers both hot-path twins share: limits of an identifier and the stored record layout v1.
+
+Restated here because ``native`` imports nothing of ours; ``tests/parity`` asserts they equal
+the values in ``resolver.record``, ``resolver.values`` and ``resolver.identifier``.
+"""
+
+MAX_HANDLE = 2048  # bytes of UTF-8 (handle.md §1, Common.MAX_HANDLE_LENGTH)
+MAX_PREFIX = 255
+NA_PREFIX = b"0.NA"
+
+LAYOUT_VERSION = 1
+ALL_PUBLIC = 0x01
+HEADER_SIZE = 12
+DIR_SIZE = 16
+
+PERM_PUBLIC_READ = 0x02
+VALUE_PERMS = 13  # offset of the permission byte inside an encoded value
+VALUE_TYPE = 14  # offset of the type's int4 length
+VALUE_MIN = 26  # fixed fields + empty type, data and reference list

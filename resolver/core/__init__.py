@@ -1,0 +1,1 @@
+"""The resolution engine: protocol-free requests and results, the handler chain, handlers."""

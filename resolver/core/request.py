@@ -1,0 +1,34 @@
+"""What every front-end hands the engine and gets back: frozen, protocol-free data types."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from resolver.errors import Outcome
+from resolver.identifier import Identifier
+from resolver.values import HandleValue
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResolveRequest:
+    """Resolve ``identifier``; empty ``types`` and ``indexes`` mean "all values".
+
+    ``types`` are matched ASCII-case-insensitively; a type ending in ``.`` also matches its
+    sub-types (handle.md §2.1).  A value is selected when its index is in ``indexes`` or its
+    type matches ``types`` (the union, as the reference server).  ``public_only`` withholds
+    values without public read; ``authenticated`` is False until registration brings identities.
+    """
+
+    identifier: Identifier
+    types: tuple[str, ...] = ()
+    indexes: tuple[int, ...] = ()
+    public_only: bool = True
+    authoritative: bool = False
+    authenticated: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResolveResult:
+    outcome: Outcome
+    values: tuple[HandleValue, ...] = ()
+    message: str = ""

@@ -1,0 +1,129 @@
+"""The one error taxonomy: ``Outcome`` and the exceptions that carry one.
+
+Every exception that can reach a client is an ``IdnodeError`` subclass with a class-level
+``outcome``; each protocol maps outcomes to its own wire codes in one total table
+(``resolver.protocols.*.codes``).  A miss is ``None``, never an exception.  Imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Outcome(enum.Enum):
+    """What happened to a request, independent of the protocol that carried it."""
+
+    #: The request succeeded.
+    OK = "ok"
+    #: The identifier does not exist under a prefix this node holds (authoritative).
+    NOT_FOUND = "not_found"
+    #: The identifier exists but no value survived the type/index/permission filters.
+    VALUES_NOT_FOUND = "values_not_found"
+    #: The identifier is not valid UTF-8, too long, or badly formed.
+    INVALID_IDENTIFIER = "invalid_identifier"
+    #: A value is malformed (bad index, bad data for its type, duplicate index).
+    INVALID_VALUE = "invalid_value"
+    #: The request itself is malformed (bad wire bytes, bad JSON, bad parameter).
+    MALFORMED = "malformed"
+    #: The operation, method or endpoint is not supported.
+    NOT_SUPPORTED = "not_supported"
+    #: The identifier's prefix is not held here and no referral or forwarding applies.
+    NOT_RESPONSIBLE = "not_responsible"
+    #: The identifier (or value) already exists and overwriting was not asked for.
+    ALREADY_EXISTS = "already_exists"
+    #: The operation needs an authenticated identity.
+    AUTH_NEEDED = "auth_needed"
+    #: Authentication was attempted and failed.
+    AUTH_FAILED = "auth_failed"
+    #: The identity is authenticated but lacks the permission.
+    FORBIDDEN = "forbidden"
+    #: An upstream node did not answer in time.
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    #: The node sheds load.
+    BUSY = "busy"
+    #: The store's memory map is full; the write was rolled back, reads still work.
+    STORE_FULL = "store_full"
+    #: Anything else: a bug or a corrupt store.  Logged at the boundary.
+    INTERNAL = "internal"
+
+
+class IdnodeError(Exception):
+    """Base of every error that can reach a client; ``outcome`` says how it is answered."""
+
+    outcome: Outcome = Outcome.INTERNAL
+
+    def __init__(self, message: str = "", *, outcome: Outcome | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+        if outcome is not None:
+            self.outcome = outcome
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidIdentifier(IdnodeError):
+    """Invalid handle"""
+
+    outcome = Outcome.INVALID_IDENTIFIER
+
+
+class InvalidValue(IdnodeError):
+    """Invalid handle value"""
+
+    outcome = Outcome.INVALID_VALUE
+
+
+class MalformedRequest(IdnodeError):
+    """Malformed request"""
+
+    outcome = Outcome.MALFORMED
+
+
+class NotSupported(IdnodeError):
+    """Operation not supported"""
+
+    outcome = Outcome.NOT_SUPPORTED
+
+
+class AlreadyExists(IdnodeError):
+    """Handle already exists"""
+
+    outcome = Outcome.ALREADY_EXISTS
+
+
+class AuthenticationNeeded(IdnodeError):
+    """Authentication needed"""
+
+    outcome = Outcome.AUTH_NEEDED
+
+
+class StoreError(IdnodeError):
+    """Store error"""
+
+    outcome = Outcome.INTERNAL
+
+
+class StoreFull(StoreError):
+    """The store is full: the write was rolled back; raise map_size"""
+
+    outcome = Outcome.STORE_FULL
+
+
+class StoreFormatError(StoreError):
+    """The store was written in a format this version cannot read"""
+
+
+class CorruptRecord(StoreError):
+    """A stored record failed validation"""
+
+
+class ConfigError(IdnodeError):
+    """Invalid configuration"""
+
+    outcome = Outcome.MALFORMED
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason

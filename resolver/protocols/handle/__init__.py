@@ -1,0 +1,1 @@
+"""The Handle protocol (RFC 3652): response codes now; the message codec arrives with the server."""

@@ -1,0 +1,131 @@
+"""A handle record and its stored binary layout (format v1).
+
+Owns ``Record`` (the ordered values of one identifier) and ``pack``/``unpack`` between a record
+and the bytes kept in LMDB.  Both the Handle wire form and the REST JSON form are produced here
+once, at write time, so that every front-end answers a hit with a copy and a splice instead of a
+serialization.  Imports ``values``, ``valuejson``, ``errors``.
+
+Stored record, format v1 (all integers big-endian, unsigned)::
+
+    offset  size     field
+    0       1        layout version = 1
+    1       1        flags: 0x01 ALL_PUBLIC — every value has public read
+    2       2        n = number of values (≤ 2048, handle.md §1)
+    4       4        W = length of the wire section
+    8       4        J = length of the JSON section
+    12      16 × n   directory, one entry per value, in record order:
+                        u32 wire offset   (from the start of the wire section)
+                        u32 wire length
+                        u32 JSON offset   (from the start of the JSON section)
+                        u32 JSON length
+    12+16n  W        wire section: int4 n, then the n encoded values (RFC 3652 §2.2,
+                     resolver.values) — exactly the tail of an OC_RESOLUTION response body
+    ..      J        JSON section: "[" v1 "," v2 … "]", each v = orjson bytes of
+                     valuejson.value_to_json(value) — the "values" member of a REST answer
+
+Readers treat stored bytes as untrusted: ``unpack`` (and the native twins) check that the
+header, directory and sections add up to the blob's length before using an offset.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Iterable
+
+import orjson
+
+from resolver.errors import CorruptRecord, InvalidValue
+from resolver.values import MAX_VALUES, HandleValue, Reader, encode_value, read_value
+from resolver.valuejson import value_to_json
+
+LAYOUT_VERSION = 1
+FLAG_ALL_PUBLIC = 0x01
+HEADER = struct.Struct(">BBHII")
+DIRENTRY = struct.Struct(">IIII")
+_COUNT = struct.Struct(">i")
+
+
+class Record(tuple):
+    """The values of one handle, in stored order; a plain tuple of ``HandleValue``."""
+
+    __slots__ = ()
+
+    def __new__(cls, values: Iterable[HandleValue] = ()) -> "Record":
+        return super().__new__(cls, values)
+
+    def validate(self) -> "Record":
+        """Raise ``InvalidValue`` unless indexes are positive and unique and counts fit."""
+        if len(self) > MAX_VALUES:
+            raise InvalidValue(f"more than {MAX_VALUES} values")
+        seen = set()
+        for v in self:
+            v.validate()
+            if v.index in seen:
+                raise InvalidValue(f"duplicate value index {v.index}")
+            seen.add(v.index)
+        return self
+
+
+def value_json(v: HandleValue) -> bytes:
+    """The canonical JSON bytes of one value (shared by the stored section and the general path)."""
+    return orjson.dumps(value_to_json(v))
+
+
+def pack(record: Record) -> bytes:
+    """Record → stored bytes (layout above).  Validates the record first."""
+    record.validate()
+    wires = [encode_value(v) for v in record]
+    jsons = [value_json(v) for v in record]
+    directory = []
+    woff, joff = 4, 1
+    for w, j in zip(wires, jsons):
+        directory.append(DIRENTRY.pack(woff, len(w), joff, len(j)))
+        woff += len(w)
+        joff += len(j) + 1
+    wire = _COUNT.pack(len(wires)) + b"".join(wires)
+    js = b"[" + b",".join(jsons) + b"]"
+    flags = FLAG_ALL_PUBLIC if all(v.public_read for v in record) else 0
+    return b"".join([HEADER.pack(LAYOUT_VERSION, flags, len(record), len(wire), len(js)),
+                     *directory, wire, js])  # fmt: skip
+
+
+def sections(blob: bytes) -> tuple[int, int, list[tuple[int, int, int, int]], bytes, bytes]:
+    """Validate the framing of a stored record; → (flags, n, directory, wire, json)."""
+    if len(blob) < HEADER.size:
+        raise CorruptRecord("stored record shorter than its header")
+    version, flags, n, wlen, jlen = HEADER.unpack_from(blob, 0)
+    if version != LAYOUT_VERSION:
+        raise CorruptRecord(f"unknown record layout version {version}")
+    wstart = HEADER.size + DIRENTRY.size * n
+    if wstart + wlen + jlen != len(blob):
+        raise CorruptRecord("stored record length does not match its header")
+    directory = [DIRENTRY.unpack_from(blob, HEADER.size + DIRENTRY.size * i) for i in range(n)]
+    wire = blob[wstart : wstart + wlen]
+    js = blob[wstart + wlen :]
+    for wo, wl, jo, jl in directory:
+        if wo + wl > wlen or jo + jl > jlen or wl < 26:
+            raise CorruptRecord("stored record directory points outside its sections")
+    return flags, n, directory, wire, js
+
+
+def unpack(blob: bytes) -> Record:
+    """Stored bytes → Record, decoding the wire section (the normative copy)."""
+    _flags, n, directory, wire, _js = sections(bytes(blob))
+    try:
+        r = Reader(wire)
+        if r.i32() != n:
+            raise CorruptRecord("stored value count disagrees with the header")
+        values = []
+        for wo, wl, _jo, _jl in directory:
+            r.pos, r.end = wo, wo + wl
+            values.append(read_value(r))
+            if not r.at_end():
+                raise CorruptRecord("stored value has trailing bytes")
+    except InvalidValue as exc:
+        raise CorruptRecord(f"stored value does not decode: {exc}") from None
+    return Record(values)
+
+
+def wire_values(blob: bytes) -> bytes:
+    """The wire section (``int4 n`` + values) of a stored record, validated."""
+    return sections(blob)[3]

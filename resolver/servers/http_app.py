@@ -1,0 +1,222 @@
+"""The HTTP front-end: the Handle.net v9 REST API on aiohttp (handle.md §7).
+
+``make_app(store, resolver, config)`` builds the application.  ``GET /api/handles/{handle}``
+first asks ``native.http_resolve`` (one read transaction, bytes out); when it declines, the
+general path parses the identifier, runs the engine and encodes through the codec and the
+outcome table.  Every answer, errors included, is JSON; nothing here raises to aiohttp.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qsl, unquote_to_bytes
+
+from aiohttp import web
+
+import native
+from resolver.config import Config
+from resolver.core.engine import NOT_HERE, Resolver
+from resolver.core.request import ResolveRequest
+from resolver.errors import IdnodeError, InvalidIdentifier, MalformedRequest, Outcome
+from resolver.identifier import Identifier, NA_PREFIX
+from resolver.protocols.handle.codes import RC_FOR, ResponseCode
+from resolver.protocols.http import codec
+from resolver.protocols.http.codes import STATUS_FOR
+from resolver.store.lmdb_store import LmdbStore
+
+log = logging.getLogger("idnode.http")
+
+API = "/api/handles"
+_API_SLASH = len(API) + 1
+_JSON = {"Content-Type": codec.CONTENT_TYPE, "Access-Control-Allow-Origin": "*"}
+_JSONP = {"Content-Type": codec.JSONP_CONTENT_TYPE, "Access-Control-Allow-Origin": "*"}
+_NOT_FOUND_PREFIX = b'{"responseCode":100,'
+#: Query parameters the hot path understands; any other sends the request down the general path.
+_FAST_PARAMS = frozenset(("type", "index", "publicOnly", "auth"))
+
+
+def _true(value: str) -> bool:
+    # Reference getBooleanParameter: present-and-empty, "yes" or "true" (any case) is true.
+    return value == "" or value.lower() in ("yes", "true")
+
+
+def _json(status: int, body: bytes, headers=_JSON) -> web.Response:
+    return web.Response(body=body, status=status, headers=headers)
+
+
+def _error(outcome: Outcome, handle: str | None, message: str = "", status: int | None = None,
+           headers=_JSON, **kw) -> web.Response:  # fmt: skip
+    rc = RC_FOR[outcome]
+    body = codec.error_body(rc, handle, message, **kw)
+    return _json(STATUS_FOR[outcome] if status is None else status, body, headers)
+
+
+class HandleApi:
+    """Request handlers of the REST API over one store and one engine."""
+
+    def __init__(self, store: LmdbStore, resolver: Resolver, config: Config) -> None:
+        self.store = store
+        self.env = store.env
+        self.records_db = store.records_db
+        self.prefixes_db = store.prefixes_db
+        self.resolver = resolver
+        self.case_sensitive = config.case_sensitive
+        self.allow_anonymous_list = config.allow_anonymous_list
+
+    # -- GET /api/handles/{handle} --------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        method = request.method
+        if method not in ("GET", "HEAD"):
+            return self.not_allowed(request)
+        raw = request.raw_path
+        q = raw.find("?")
+        path = raw[_API_SLASH:q] if q >= 0 else raw[_API_SLASH:]
+        try:
+            handle = unquote_to_bytes(path) if "%" in path else path.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            handle = path.encode("utf-8", "replace")
+        if q < 0:
+            with self.env.begin() as txn:
+                body = native.http_resolve(handle, None, None, True, txn, self.records_db,
+                                           self.prefixes_db, self.case_sensitive)  # fmt: skip
+            if body is not None:
+                return _json(404 if body.startswith(_NOT_FOUND_PREFIX) else 200, body)
+            return await self.general(handle, (), (), True, None, False)
+        return await self.with_query(handle, raw[q + 1 :])
+
+    async def with_query(self, handle: bytes, query: str) -> web.StreamResponse:
+        params = parse_qsl(query, keep_blank_values=True)
+        types: list[str] = []
+        indexes: list[int] = []
+        public_only, callback, pretty, fast = True, None, False, True
+        try:
+            for name, value in params:
+                if name == "type":
+                    types.append(value)
+                elif name == "index":
+                    try:
+                        indexes.append(int(value))
+                    except ValueError:
+                        raise MalformedRequest(f"Bad index parameter {value!r}") from None
+                elif name == "publicOnly":
+                    public_only = _true(value)
+                elif name == "callback":
+                    callback = value
+                elif name == "pretty":
+                    pretty = _true(value)
+                if name not in _FAST_PARAMS:
+                    fast = False
+        except MalformedRequest as exc:
+            return _error(exc.outcome, _echo(handle), exc.message)
+        if fast and public_only:
+            t = tuple(x.encode("utf-8", "surrogateescape") for x in types)
+            with self.env.begin() as txn:
+                body = native.http_resolve(handle, t, tuple(indexes), True, txn, self.records_db,
+                                           self.prefixes_db, self.case_sensitive)  # fmt: skip
+            if body is not None:
+                return _json(404 if body.startswith(_NOT_FOUND_PREFIX) else 200, body)
+        return await self.general(handle, tuple(types), tuple(indexes), public_only, callback,
+                                  pretty)  # fmt: skip
+
+    async def general(self, handle: bytes, types: tuple[str, ...], indexes: tuple[int, ...],
+                      public_only: bool, callback: str | None, pretty: bool) -> web.Response:  # fmt: skip
+        """The general path: parse → engine → codec; same bytes as the hot path where both answer."""
+        headers = _JSON if callback is None else _JSONP
+        try:
+            ident = Identifier.parse(handle, case_sensitive=self.case_sensitive)
+        except InvalidIdentifier as exc:
+            status, body = 400, codec.error_body(ResponseCode.INVALID_HANDLE, _echo(handle), exc.message)
+        else:
+            req = ResolveRequest(ident, types, indexes, public_only)
+            result = await self.resolver.resolve(req)
+            status = STATUS_FOR[result.outcome]
+            if result.outcome is Outcome.OK:
+                body = codec.resolution_body(ident.text, result.values)
+            else:
+                body = codec.error_body(
+                    RC_FOR[result.outcome], ident.text, result.message,
+                    empty_values=result.outcome is Outcome.VALUES_NOT_FOUND,
+                )  # fmt: skip
+        if pretty:
+            body = codec.pretty(body)
+        if callback is not None:
+            body = codec.jsonp(callback, body)
+        return _json(status, body, headers)
+
+    # -- GET /api/handles?prefix=P --------------------------------------------------------
+    async def listing(self, request: web.Request) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            return self.not_allowed(request)
+        query = request.query
+        prefix = query.get("prefix")
+        if prefix is None:
+            return _error(Outcome.INVALID_IDENTIFIER, None, "Empty handle invalid")
+        if not self.allow_anonymous_list:
+            # LIST_HANDLES needs an authenticated administrator (handle.md §7.1).
+            resp = _error(Outcome.AUTH_NEEDED, None, "Authentication needed to list handles")
+            resp.headers["WWW-Authenticate"] = 'Basic realm="handle"'
+            return resp
+        try:
+            page = int(query["page"]) if "page" in query else None
+            size = int(query["pageSize"]) if "pageSize" in query else None
+        except ValueError:
+            return _error(Outcome.MALFORMED, None, "page and pageSize must be integers")
+        name = prefix[len(NA_PREFIX) + 1 :] if prefix.upper().startswith("0.NA/") else prefix
+        try:
+            ident = Identifier.parse(f"{NA_PREFIX}/{name}", case_sensitive=self.case_sensitive)
+        except InvalidIdentifier as exc:
+            return _error(Outcome.INVALID_IDENTIFIER, None, exc.message)
+        key = ident.suffix_key
+        if self.store.get_prefix(key) is None:
+            return _error(Outcome.NOT_RESPONSIBLE, None, NOT_HERE)
+        if size is None or size < 0:
+            total, keys = self.store.list_keys(key)
+        else:
+            total, keys = self.store.list_keys(key, max(page or 0, 0) * size, size)
+        handles = [k.decode("utf-8", "replace") for k in keys]
+        if size is not None and size < 0:
+            size = None
+        if size is not None and page is None:
+            page = 0
+        return _json(200, codec.listing_body(prefix, total, handles, page, size))
+
+    # -- errors ------------------------------------------------------------------------------
+    def not_allowed(self, request: web.Request) -> web.Response:
+        resp = _error(Outcome.MALFORMED, None,
+                      f"Unknown HTTP API endpoint {request.method} {request.path}", status=405)  # fmt: skip
+        resp.headers["Allow"] = "GET, HEAD"
+        return resp
+
+    async def unknown(self, request: web.Request) -> web.Response:
+        return _error(Outcome.MALFORMED, None,
+                      f"Unknown HTTP API endpoint {request.method} {request.path}", status=404)  # fmt: skip
+
+
+def _echo(handle: bytes) -> str:
+    return handle.decode("utf-8", "replace")
+
+
+@web.middleware
+async def _last_resort(request: web.Request, handler):
+    # Only reached for exceptions: keep a worker answering JSON, never an HTML traceback.
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except IdnodeError as exc:
+        log.warning("E010 %s on %s %s: %s", type(exc).__name__, request.method, request.path, exc)
+        return _error(exc.outcome, None, exc.message)
+    except Exception:
+        log.exception("E011 unexpected error on %s %s", request.method, request.path_qs)
+        return _error(Outcome.INTERNAL, None, "Internal error")
+
+
+def make_app(store: LmdbStore, resolver: Resolver, config: Config) -> web.Application:
+    api = HandleApi(store, resolver, config)
+    app = web.Application(middlewares=[_last_resort], handler_args={"max_field_size": 16384})
+    app["api"] = api
+    app.router.add_route("*", API + "/{handle:.+}", api.handle)
+    app.router.add_route("*", API, api.listing)
+    app.router.add_route("*", API + "/", api.listing)
+    app.router.add_route("*", "/{tail:.*}", api.unknown)
+    return app

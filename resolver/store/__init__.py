@@ -1,0 +1,47 @@
+"""The store contract: keys and stored records in, bytes or None out.  No protocol here.
+
+``Store`` is what the engine and the registry rely on; ``resolver.store.lmdb_store.LmdbStore``
+is the implementation.  Keys are normalised identifiers / prefixes (``resolver.identifier``);
+values are stored records (``resolver.record``), opaque at this layer.
+
+Contract:
+* ``get_record(key)`` / ``get_prefix(prefix)`` → the stored bytes, or ``None`` on a miss.
+* ``write(changes)`` applies a batch of ``Change`` in one durable write transaction, sorted by
+  key, appending one entry per effective change to the change log in that same transaction,
+  and returns the last transaction id (0 if nothing changed).  Raises ``StoreFull`` (the batch
+  is rolled back, reads keep working) or ``StoreError``.
+* ``read()`` is a context manager yielding a read transaction for callers that do several
+  gets (the native hot path takes it together with the database handles).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable, Iterator, Protocol
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Change:
+    """One write: ``blob=None`` deletes.  ``prefix=True`` targets the prefixes database."""
+
+    key: bytes
+    blob: bytes | None
+    prefix: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoggedChange:
+    txn_id: int
+    action: int
+    time_ms: int
+    key: bytes
+
+
+class Store(Protocol):
+    def get_record(self, key: bytes) -> bytes | None: ...
+    def get_prefix(self, prefix: bytes) -> bytes | None: ...
+    def write(self, changes: Iterable[Change]) -> int: ...
+    def list_keys(self, prefix: bytes, offset: int = 0, limit: int | None = None
+                  ) -> tuple[int, list[bytes]]: ...  # fmt: skip
+    def changes_since(self, txn_id: int) -> Iterator[LoggedChange]: ...
+    def close(self) -> None: ...
