@@ -104,13 +104,13 @@ def http_resolve(handle, types, indexes, public_only, txn, records_db, prefixes_
     if key is None:
         return None
     if key[:5] == b"0.NA/":
-        blob = txn.get(key[5:], db=prefixes_db)
+        blob = txn.get(key[5:], None, prefixes_db)
         if blob is None:
             return None
     else:
-        if txn.get(key[: key.find(b"/")], db=prefixes_db) is None:
+        if txn.get(key[: key.find(b"/")], None, prefixes_db) is None:
             return None
-        blob = txn.get(key, db=records_db)
+        blob = txn.get(key, None, records_db)
         if blob is None:
             return b'{"responseCode":100,"handle":"' + json_escape(handle) + b'"}'
     return _answer(bytes(blob), handle, types, indexes)

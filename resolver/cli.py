@@ -97,9 +97,9 @@ def _run_worker(cfg, port: int) -> None:
     lifecycle.install_event_loop_policy()
     store = _open_store(cfg)
     resolver = Resolver([AuthorityHandler(store)])
-    app = http_app.make_app(store, resolver, cfg)
+    handler = http_app.make_handler(store, resolver, cfg)
     try:
-        asyncio.run(lifecycle.run_app(app, cfg.host, port, cfg.drain_seconds))
+        asyncio.run(lifecycle.run_http(handler, cfg.host, port, cfg.drain_seconds))
     finally:
         store.close()
 

@@ -1,6 +1,6 @@
 """The HTTP front-end: the Handle.net v9 REST API on aiohttp (handle.md §7).
 
-``make_app(store, resolver, config)`` builds the application.  ``GET /api/handles/{handle}``
+``make_handler(store, resolver, config)`` builds the low-level aiohttp request handler.  ``GET /api/handles/{handle}``
 first asks ``native.http_resolve`` (one read transaction, bytes out); when it declines, the
 general path parses the identifier, runs the engine and encodes through the codec and the
 outcome table.  Every answer, errors included, is JSON; nothing here raises to aiohttp.
@@ -64,7 +64,7 @@ class HandleApi:
         self.allow_anonymous_list = config.allow_anonymous_list
 
     # -- GET /api/handles/{handle} --------------------------------------------------------
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         method = request.method
         if method not in ("GET", "HEAD"):
             return self.not_allowed(request)
@@ -76,9 +76,12 @@ class HandleApi:
         except UnicodeEncodeError:
             handle = path.encode("utf-8", "replace")
         if q < 0:
-            with self.env.begin() as txn:
+            txn = self.env.begin()  # not a with-block: the context manager costs ~0.4 µs
+            try:
                 body = native.http_resolve(handle, None, None, True, txn, self.records_db,
                                            self.prefixes_db, self.case_sensitive)  # fmt: skip
+            finally:
+                txn.abort()
             if body is not None:
                 return _json(404 if body.startswith(_NOT_FOUND_PREFIX) else 200, body)
             return await self.general(handle, (), (), True, None, False)
@@ -110,9 +113,12 @@ class HandleApi:
             return _error(exc.outcome, _echo(handle), exc.message)
         if fast and public_only:
             t = tuple(x.encode("utf-8", "surrogateescape") for x in types)
-            with self.env.begin() as txn:
+            txn = self.env.begin()
+            try:
                 body = native.http_resolve(handle, t, tuple(indexes), True, txn, self.records_db,
                                            self.prefixes_db, self.case_sensitive)  # fmt: skip
+            finally:
+                txn.abort()
             if body is not None:
                 return _json(404 if body.startswith(_NOT_FOUND_PREFIX) else 200, body)
         return await self.general(handle, tuple(types), tuple(indexes), public_only, callback,
@@ -144,7 +150,7 @@ class HandleApi:
         return _json(status, body, headers)
 
     # -- GET /api/handles?prefix=P --------------------------------------------------------
-    async def listing(self, request: web.Request) -> web.StreamResponse:
+    async def listing(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.method not in ("GET", "HEAD"):
             return self.not_allowed(request)
         query = request.query
@@ -181,13 +187,13 @@ class HandleApi:
         return _json(200, codec.listing_body(prefix, total, handles, page, size))
 
     # -- errors ------------------------------------------------------------------------------
-    def not_allowed(self, request: web.Request) -> web.Response:
+    def not_allowed(self, request: web.BaseRequest) -> web.Response:
         resp = _error(Outcome.MALFORMED, None,
                       f"Unknown HTTP API endpoint {request.method} {request.path}", status=405)  # fmt: skip
         resp.headers["Allow"] = "GET, HEAD"
         return resp
 
-    async def unknown(self, request: web.Request) -> web.Response:
+    async def unknown(self, request: web.BaseRequest) -> web.Response:
         return _error(Outcome.MALFORMED, None,
                       f"Unknown HTTP API endpoint {request.method} {request.path}", status=404)  # fmt: skip
 
@@ -196,27 +202,35 @@ def _echo(handle: bytes) -> str:
     return handle.decode("utf-8", "replace")
 
 
-@web.middleware
-async def _last_resort(request: web.Request, handler):
-    # Only reached for exceptions: keep a worker answering JSON, never an HTML traceback.
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except IdnodeError as exc:
-        log.warning("E010 %s on %s %s: %s", type(exc).__name__, request.method, request.path, exc)
-        return _error(exc.outcome, None, exc.message)
-    except Exception:
-        log.exception("E011 unexpected error on %s %s", request.method, request.path_qs)
-        return _error(Outcome.INTERNAL, None, "Internal error")
+class HttpFrontEnd:
+    """The low-level aiohttp request handler: a fixed dispatch on the path, no router.
+
+    aiohttp's ``Application`` (router, middleware chain, match info) costs more per request than
+    the whole hot-path lookup (bench/RESULTS.md); a resolver answers one route almost always, so
+    dispatch is a string test.  Nothing escapes: any exception becomes a JSON 500, logged once.
+    """
+
+    def __init__(self, api: HandleApi) -> None:
+        self.api = api
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            path = request.raw_path
+            if path.startswith(API):
+                rest = path[len(API) :]
+                if rest[:1] == "/" and rest[1:2] not in ("", "?"):
+                    return await self.api.handle(request)
+                if rest in ("", "/") or rest[:1] == "?" or rest[:2] == "/?":
+                    return await self.api.listing(request)
+            return await self.api.unknown(request)
+        except IdnodeError as exc:
+            log.warning("E010 %s on %s %s: %s", type(exc).__name__, request.method, request.path, exc)
+            return _error(exc.outcome, None, exc.message)
+        except Exception:
+            log.exception("E011 unexpected error on %s %s", request.method, request.path_qs)
+            return _error(Outcome.INTERNAL, None, "Internal error")
 
 
-def make_app(store: LmdbStore, resolver: Resolver, config: Config) -> web.Application:
-    api = HandleApi(store, resolver, config)
-    app = web.Application(middlewares=[_last_resort], handler_args={"max_field_size": 16384})
-    app["api"] = api
-    app.router.add_route("*", API + "/{handle:.+}", api.handle)
-    app.router.add_route("*", API, api.listing)
-    app.router.add_route("*", API + "/", api.listing)
-    app.router.add_route("*", "/{tail:.*}", api.unknown)
-    return app
+def make_handler(store: LmdbStore, resolver: Resolver, config: Config) -> HttpFrontEnd:
+    """The request handler for ``aiohttp.web.Server`` (see ``lifecycle.run_http``)."""
+    return HttpFrontEnd(HandleApi(store, resolver, config))

@@ -49,19 +49,20 @@ def install_event_loop_policy() -> str:
     return "uvloop"
 
 
-async def run_app(app: web.Application, host: str, port: int, drain_seconds: float) -> None:
-    """Serve ``app`` on a SO_REUSEPORT socket until SIGTERM/SIGINT, then drain and return."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=drain_seconds,
-                           handle_signals=False)  # fmt: skip
+async def run_http(handler, host: str, port: int, drain_seconds: float) -> None:
+    """Serve ``handler`` (a low-level aiohttp handler) on a SO_REUSEPORT socket until SIGTERM
+    or SIGINT, then stop accepting, drain in-flight requests (≤ ``drain_seconds``) and return."""
+    server = web.Server(handler, access_log=None, max_field_size=16384)
+    runner = web.ServerRunner(server, shutdown_timeout=drain_seconds, handle_signals=False)
     await runner.setup()
-    site = web.SockSite(runner, listening_socket(host, port), shutdown_timeout=drain_seconds)
+    site = web.SockSite(runner, listening_socket(host, port))
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await runner.cleanup()  # stops accepting, waits for in-flight handlers ≤ shutdown_timeout
+    await runner.cleanup()
 
 
 def supervise(workers: int, target: Callable[[int], None], banner: str = "") -> int:
