@@ -9,9 +9,11 @@ outcome table.  Every answer, errors included, is JSON; nothing here raises to a
 from __future__ import annotations
 
 import logging
+import re
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 import native
 from resolver.config import Config
@@ -33,6 +35,18 @@ _JSONP = {"Content-Type": codec.JSONP_CONTENT_TYPE, "Access-Control-Allow-Origin
 _NOT_FOUND_PREFIX = b'{"responseCode":100,'
 #: Query parameters the hot path understands; any other sends the request down the general path.
 _FAST_PARAMS = frozenset(("type", "index", "publicOnly", "auth"))
+
+
+_INT4 = re.compile(r"[+-]?[0-9]{1,10}")
+
+
+def _int4(value: str) -> int:
+    # As Java's Integer.parseInt: optional sign, ASCII digits, 32-bit range; nothing else.
+    if _INT4.fullmatch(value):
+        n = int(value)
+        if -0x80000000 <= n <= 0x7FFFFFFF:
+            return n
+    raise MalformedRequest(f"Bad index parameter {value!r}")
 
 
 def _true(value: str) -> bool:
@@ -88,29 +102,31 @@ class HandleApi:
         return await self.with_query(handle, raw[q + 1 :])
 
     async def with_query(self, handle: bytes, query: str) -> web.StreamResponse:
-        params = parse_qsl(query, keep_blank_values=True)
         types: list[str] = []
         indexes: list[int] = []
         public_only, callback, pretty, fast = True, None, False, True
-        try:
-            for name, value in params:
-                if name == "type":
-                    types.append(value)
-                elif name == "index":
-                    try:
-                        indexes.append(int(value))
-                    except ValueError:
-                        raise MalformedRequest(f"Bad index parameter {value!r}") from None
-                elif name == "publicOnly":
-                    public_only = _true(value)
-                elif name == "callback":
-                    callback = value
-                elif name == "pretty":
-                    pretty = _true(value)
-                if name not in _FAST_PARAMS:
-                    fast = False
-        except MalformedRequest as exc:
-            return _error(exc.outcome, _echo(handle), exc.message)
+        bad: MalformedRequest | None = None
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            if name == "type":
+                types.append(value)
+            elif name == "index":
+                try:
+                    indexes.append(_int4(value))
+                except MalformedRequest as exc:
+                    bad = bad or exc
+            elif name == "publicOnly":
+                public_only = _true(value)
+            elif name == "callback":
+                callback = value
+            elif name == "pretty":
+                pretty = _true(value)
+            if name not in _FAST_PARAMS:
+                fast = False
+        if bad is not None:
+            body = codec.error_body(RC_FOR[bad.outcome], _echo(handle), bad.message)
+            if callback is not None:
+                return _json(STATUS_FOR[bad.outcome], codec.jsonp(callback, body), _JSONP)
+            return _json(STATUS_FOR[bad.outcome], body)
         if fast and public_only:
             t = tuple(x.encode("utf-8", "surrogateescape") for x in types)
             txn = self.env.begin()
@@ -232,5 +248,31 @@ class HttpFrontEnd:
 
 
 def make_handler(store: LmdbStore, resolver: Resolver, config: Config) -> HttpFrontEnd:
-    """The request handler for ``aiohttp.web.Server`` (see ``lifecycle.run_http``)."""
+    """The request handler for ``JsonServer`` (see ``lifecycle.run_http``)."""
     return HttpFrontEnd(HandleApi(store, resolver, config))
+
+
+class _JsonErrorRequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering unparseable HTTP in JSON instead of text/plain.
+
+    aiohttp replies to a bad request line, oversized headers or a missing Host itself, before
+    our handler runs, and logs each at ERROR with a traceback — a log any client could flood.
+    """
+
+    def handle_error(self, request, status=500, exc=None, message=None):
+        self.logger.debug("E012 bad HTTP request from %s: %s", request.remote, exc or message)
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; cannot send an error")
+        outcome = Outcome.MALFORMED if status < 500 else Outcome.INTERNAL
+        text = "Bad HTTP request" if status < 500 else "Internal error"
+        reason = str(message or exc or "").strip().splitlines()[0][:200] if (message or exc) else ""
+        resp = _error(outcome, None, f"{text}: {reason}" if reason else text, status=status)
+        resp.force_close()
+        return resp
+
+
+class JsonServer(web.Server):
+    """``aiohttp.web.Server`` whose protocol-level errors are JSON like every other answer."""
+
+    def __call__(self) -> RequestHandler:
+        return _JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)

@@ -20,6 +20,8 @@ from typing import Callable
 
 from aiohttp import web
 
+from resolver.servers.http_app import JsonServer
+
 log = logging.getLogger("idnode.serve")
 
 
@@ -52,7 +54,7 @@ def install_event_loop_policy() -> str:
 async def run_http(handler, host: str, port: int, drain_seconds: float) -> None:
     """Serve ``handler`` (a low-level aiohttp handler) on a SO_REUSEPORT socket until SIGTERM
     or SIGINT, then stop accepting, drain in-flight requests (≤ ``drain_seconds``) and return."""
-    server = web.Server(handler, access_log=None, max_field_size=16384)
+    server = JsonServer(handler, access_log=None, max_field_size=16384)
     runner = web.ServerRunner(server, shutdown_timeout=drain_seconds, handle_signals=False)
     await runner.setup()
     site = web.SockSite(runner, listening_socket(host, port))
@@ -103,6 +105,7 @@ def supervise(workers: int, target: Callable[[int], None], banner: str = "") -> 
     if banner:
         print(banner, flush=True)
     restarts: list[float] = []
+    gave_up = False
     while children:
         try:
             pid, status = os.wait()
@@ -118,8 +121,9 @@ def supervise(workers: int, target: Callable[[int], None], banner: str = "") -> 
         restarts = [t for t in restarts if now - t < 10] + [now]
         if len(restarts) > 5 * workers:
             log.error("E022 workers keep dying; giving up")
+            gave_up = True
             stop(signal.SIGTERM, None)
             continue
         time.sleep(0.2)
         spawn(i)
-    return 0
+    return 1 if gave_up else 0
