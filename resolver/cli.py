@@ -115,11 +115,12 @@ def _has_uvloop() -> bool:
 def _home_prefixes(store, cfg) -> None:
     """Home each configured prefix that is not homed yet, with an HS_ADMIN-only prefix handle."""
     from registry.prefixes import default_prefix_handle
+    from resolver.identifier import Identifier
     from resolver.store import Change
 
     changes = []
     for p in cfg.homed_prefixes:
-        key = p.upper().encode()
+        key = Identifier.parse(p).suffix_key  # "p" means 0.NA/p: one normalisation rule
         if store.get_prefix(key) is None:
             changes.append(Change(key, default_prefix_handle(p), prefix=True))
     if changes:

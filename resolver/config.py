@@ -28,7 +28,8 @@ import re
 import tomllib
 from typing import Any, Mapping
 
-from resolver.errors import ConfigError
+from resolver.errors import ConfigError, InvalidIdentifier
+from resolver.identifier import Identifier
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -109,8 +110,12 @@ def _check(field: str, key: str, v: Any) -> Any:
         if not isinstance(v, (list, tuple)) or not all(isinstance(p, str) and p for p in v):
             raise ConfigError(key, "expected a list of prefixes such as [\"88.118.8\"]")
         for p in v:
-            if "/" in p or p.startswith(".") or p.endswith(".") or ".." in p or len(p) > 255:
-                raise ConfigError(key, f"{p!r} is not a prefix")
+            try:
+                if "/" in p:
+                    raise InvalidIdentifier("a prefix has no '/'")
+                Identifier.parse(p)  # a name without "/" is validated as a prefix
+            except InvalidIdentifier as exc:
+                raise ConfigError(key, f"{p!r} is not a prefix: {exc.message}") from None
         return tuple(v)
     raise ConfigError(key, "unknown option")  # pragma: no cover - table and fields agree
 

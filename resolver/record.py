@@ -84,7 +84,8 @@ def pack(record: Record) -> bytes:
         joff += len(j) + 1
     wire = _COUNT.pack(len(wires)) + b"".join(wires)
     js = b"[" + b",".join(jsons) + b"]"
-    flags = FLAG_ALL_PUBLIC if all(v.public_read for v in record) else 0
+    # An empty record is not ALL_PUBLIC: it must answer responseCode 200, not an empty hit.
+    flags = FLAG_ALL_PUBLIC if record and all(v.public_read for v in record) else 0
     return b"".join([HEADER.pack(LAYOUT_VERSION, flags, len(record), len(wire), len(js)),
                      *directory, wire, js])  # fmt: skip
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import calendar
+import re
+import struct
 import time
 
 from resolver.errors import InvalidValue
@@ -139,12 +141,15 @@ def value_to_json(v: HandleValue) -> dict:
 # Reading: tolerant of every input shape listed in handle.md §7.2 and §8.
 
 
+_DECIMAL = re.compile(r"[+-]?[0-9]+")
+
+
 def _int(x, what: str) -> int:
     if isinstance(x, bool):
         raise InvalidValue(f"{what} must be an integer")
     if isinstance(x, int):
         return x
-    if isinstance(x, str) and x.strip().lstrip("-").isdigit():
+    if isinstance(x, str) and _DECIMAL.fullmatch(x.strip()):
         return int(x.strip())
     raise InvalidValue(f"{what} must be an integer, got {x!r}")
 
@@ -228,7 +233,8 @@ def data_from_json(data, vtype: str = "") -> bytes:
             return _site_from_json(value)
         if fmt == "key":
             return encode_public_key(value)
-    except (KeyError, TypeError, AttributeError, binascii.Error, ValueError) as exc:
+    except (KeyError, TypeError, AttributeError, binascii.Error, ValueError, struct.error,
+            OverflowError) as exc:  # fmt: skip
         if isinstance(exc, InvalidValue):
             raise
         raise InvalidValue(f"bad {fmt} data for type {vtype!r}: {exc}") from None
@@ -236,7 +242,19 @@ def data_from_json(data, vtype: str = "") -> bytes:
 
 
 def value_from_json(obj, *, now: int | None = None) -> HandleValue:
-    """A value object (handle.md §7.2) → ``HandleValue``; missing ttl → 86400, timestamp → now."""
+    """A value object (handle.md §7.2) → ``HandleValue``; missing ttl → 86400, timestamp → now.
+
+    Raises ``InvalidValue`` — and nothing else — for any malformed input.
+    """
+    try:
+        return _value_from_json(obj, now)
+    except InvalidValue:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError, struct.error, OverflowError) as exc:
+        raise InvalidValue(f"bad handle value: {type(exc).__name__}: {exc}") from None
+
+
+def _value_from_json(obj, now: int | None) -> HandleValue:
     if not isinstance(obj, dict):
         raise InvalidValue("a handle value must be a JSON object")
     for key in ("index", "type", "data"):
@@ -257,7 +275,7 @@ def value_from_json(obj, *, now: int | None = None) -> HandleValue:
     ttl, ttl_type = DEFAULT_TTL, TTL_RELATIVE
     if obj.get("ttl") is not None:
         t = obj["ttl"]
-        if isinstance(t, str) and not t.strip().lstrip("-").isdigit():
+        if isinstance(t, str) and not _DECIMAL.fullmatch(t.strip()):
             ttl, ttl_type = parse_iso_utc(t), TTL_ABSOLUTE
         else:
             ttl = _int(t, "ttl")

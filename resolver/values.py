@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import ipaddress
+import re
 import struct
 
 from resolver.errors import InvalidValue
@@ -369,4 +370,6 @@ def _b64url(b: bytes) -> str:
 
 def _unb64url(s: str) -> bytes:
     s = str(s)
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", s):
+        raise InvalidValue(f"bad base64url integer {s[:20]!r}")
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
