@@ -1,0 +1,1 @@
+"""Meta tests: imports, layering, outcome tables, module docstrings and the README."""

@@ -1,0 +1,86 @@
+"""The outcome tables are total and valid: ``RC_FOR`` (Handle response codes) and
+``STATUS_FOR`` (HTTP statuses) have an entry for every ``Outcome`` and nothing else, and the
+HTTP status of each outcome agrees with the reference server's mapping of its Handle code
+(``BaseHandleRequestProcessingServlet.statusCodeFromResponse``, handle.md §3.4).
+"""
+
+from __future__ import annotations
+
+import http
+
+import pytest
+
+from resolver.errors import Outcome
+from resolver.protocols.handle.codes import RC_FOR, ResponseCode
+from resolver.protocols.http.codes import STATUS_FOR
+
+#: handle.md §3.4: Handle response code → REST HTTP status of the reference server.
+REFERENCE_STATUS = {
+    1: 200, 2: 500, 3: 503, 4: 400, 5: 501, 6: 500, 7: 503,
+    100: 404, 101: 409, 102: 400,
+    200: 200,  # for a resolution (400 for other operations)
+    201: 409, 202: 400,
+    300: 500, 301: 400, 302: 300, 303: 300,
+    400: 403, 401: 403, 402: 401, 403: 403, 404: 403, 405: 500, 406: 500,
+}  # fmt: skip
+
+#: Outcomes the reference server has no counterpart for, with the status idnode chose.
+EXTENSIONS = {
+    Outcome.UPSTREAM_UNAVAILABLE: 504,  # a peer did not answer: gateway timeout
+    Outcome.STORE_FULL: 507,  # LMDB map full: insufficient storage
+}
+
+#: Anchors straight from handle.md §3.4 / §7.
+EXPECTED = {
+    Outcome.OK: (1, 200),
+    Outcome.NOT_FOUND: (100, 404),
+    Outcome.VALUES_NOT_FOUND: (200, 200),
+    Outcome.INVALID_IDENTIFIER: (102, 400),
+    Outcome.MALFORMED: (4, 400),
+    Outcome.NOT_RESPONSIBLE: (301, 400),
+    Outcome.ALREADY_EXISTS: (101, 409),
+    Outcome.AUTH_NEEDED: (402, 401),
+    Outcome.BUSY: (3, 503),
+    Outcome.INTERNAL: (2, 500),
+}
+
+
+def test_rc_for_is_total():
+    assert set(RC_FOR) == set(Outcome), f"missing {set(Outcome) - set(RC_FOR)}"
+
+
+def test_status_for_is_total():
+    assert set(STATUS_FOR) == set(Outcome), f"missing {set(Outcome) - set(STATUS_FOR)}"
+
+
+@pytest.mark.parametrize("outcome", list(Outcome), ids=lambda o: o.name)
+def test_rc_is_a_handle_response_code(outcome):
+    rc = RC_FOR[outcome]
+    assert isinstance(rc, ResponseCode)
+    assert int(rc) in REFERENCE_STATUS, f"{outcome}: {rc!r} is not a code of handle.md §3.4"
+
+
+@pytest.mark.parametrize("outcome", list(Outcome), ids=lambda o: o.name)
+def test_status_is_a_real_http_status(outcome):
+    status = STATUS_FOR[outcome]
+    assert type(status) is int
+    assert status in {s.value for s in http.HTTPStatus}
+    assert 200 <= status <= 599
+    # Only success (and a resolution whose values were all filtered away) is a 2xx.
+    if outcome not in (Outcome.OK, Outcome.VALUES_NOT_FOUND):
+        assert status >= 400, outcome
+
+
+@pytest.mark.parametrize("outcome", list(Outcome), ids=lambda o: o.name)
+def test_status_agrees_with_the_reference_mapping(outcome):
+    expected = EXTENSIONS.get(outcome, REFERENCE_STATUS[int(RC_FOR[outcome])])
+    assert STATUS_FOR[outcome] == expected, (outcome, RC_FOR[outcome])
+
+
+@pytest.mark.parametrize("outcome,pair", list(EXPECTED.items()), ids=lambda x: getattr(x, "name", ""))
+def test_anchor_codes(outcome, pair):
+    assert (int(RC_FOR[outcome]), STATUS_FOR[outcome]) == pair
+
+
+def test_success_is_only_success():
+    assert [o for o in Outcome if RC_FOR[o] == ResponseCode.SUCCESS] == [Outcome.OK]

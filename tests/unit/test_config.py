@@ -1,0 +1,247 @@
+"""Unit tests of ``resolver.config`` and of ``idnode check-config`` run as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from resolver.config import Config, load, read_file
+from resolver.errors import ConfigError, Outcome
+
+FULL = """\
+[store]
+path = "/srv/idnode"
+map_size = "2GiB"
+
+[http]
+host = "0.0.0.0"
+port = 8080
+allow_anonymous_list = true
+
+[node]
+workers = 4
+drain_seconds = 2.5
+case_sensitive = true
+homed_prefixes = ["88.118.8", "88.118.9"]
+log_level = "debug"
+"""
+
+
+def _write(tmp_path, text: str, name: str = "idnode.toml") -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_defaults():
+    cfg = load()
+    assert cfg == Config()
+    assert cfg.data == "./var/idnode"
+    assert cfg.map_size == 16 << 30
+    assert cfg.host == "127.0.0.1"
+    assert cfg.http_port == 8000
+    assert cfg.allow_anonymous_list is False
+    assert cfg.workers == 0
+    assert cfg.worker_count == (os.cpu_count() or 1)
+    assert cfg.drain_seconds == 10.0
+    assert cfg.case_sensitive is False
+    assert cfg.homed_prefixes == ()
+    assert cfg.log_level == "info"
+
+
+def test_empty_file_gives_defaults(tmp_path):
+    assert load(_write(tmp_path, "")) == Config()
+    assert read_file(_write(tmp_path, "# only a comment\n[store]\n")) == {}
+
+
+def test_every_key(tmp_path):
+    cfg = load(_write(tmp_path, FULL))
+    assert cfg == Config(
+        data="/srv/idnode",
+        map_size=2 << 30,
+        host="0.0.0.0",
+        http_port=8080,
+        allow_anonymous_list=True,
+        workers=4,
+        drain_seconds=2.5,
+        case_sensitive=True,
+        homed_prefixes=("88.118.8", "88.118.9"),
+        log_level="debug",
+    )
+    assert cfg.worker_count == 4
+    assert isinstance(cfg.drain_seconds, float)
+
+
+@pytest.mark.parametrize(
+    "text, size",
+    [
+        ("1073741824", 1 << 30),
+        ('"1073741824"', 1 << 30),
+        ('"1MiB"', 1 << 20),
+        ('"1024KiB"', 1 << 20),
+        ('"1024k"', 1 << 20),
+        ('"512 MiB"', 512 << 20),
+        ('"16gib"', 16 << 30),
+        ('"16G"', 16 << 30),
+        ('"1TiB"', 1 << 40),
+    ],
+)
+def test_map_size_forms(tmp_path, text, size):
+    assert load(_write(tmp_path, f"[store]\nmap_size = {text}\n")).map_size == size
+
+
+def test_overrides_beat_the_file(tmp_path):
+    path = _write(tmp_path, FULL)
+    cfg = load(path, {"data": "/other", "http_port": 9000, "workers": None, "map_size": "8MiB"})
+    assert cfg.data == "/other" and cfg.http_port == 9000 and cfg.map_size == 8 << 20
+    assert cfg.workers == 4  # None means "flag not given"
+    assert load(None, {"case_sensitive": True}).case_sensitive is True
+
+
+@pytest.mark.parametrize(
+    "field, value, key",
+    [
+        ("http_port", 70000, "--http-port"),
+        ("map_size", "1KiB", "--map-size"),
+        ("workers", -1, "--workers"),
+        ("data", "", "--data"),
+    ],
+)
+def test_bad_override_names_the_flag(field, value, key):
+    with pytest.raises(ConfigError) as info:
+        load(None, {field: value})
+    assert info.value.key == key
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        # unknown keys and sections
+        ("[store]\npth = 'x'\n", "store.pth"),
+        ("[http]\nhost = 'h'\nprot = 1\n", "http.prot"),
+        ("[nodes]\nworkers = 1\n", "nodes.workers"),
+        ("workers = 1\n", "workers"),
+        ("[store.extra]\nx = 1\n", "store.extra"),
+        # bad values, every key
+        ("[store]\npath = ''\n", "store.path"),
+        ("[store]\npath = 5\n", "store.path"),
+        ("[store]\nmap_size = '1KiB'\n", "store.map_size"),
+        ("[store]\nmap_size = 1000\n", "store.map_size"),
+        ("[store]\nmap_size = '16XB'\n", "store.map_size"),
+        ("[store]\nmap_size = '1.5GiB'\n", "store.map_size"),
+        ("[store]\nmap_size = -1\n", "store.map_size"),
+        ("[store]\nmap_size = true\n", "store.map_size"),
+        ("[store]\nmap_size = 1.5e9\n", "store.map_size"),
+        ("[http]\nhost = ''\n", "http.host"),
+        ("[http]\nhost = ['a']\n", "http.host"),
+        ("[http]\nport = 65536\n", "http.port"),
+        ("[http]\nport = -1\n", "http.port"),
+        ("[http]\nport = '8000'\n", "http.port"),
+        ("[http]\nport = true\n", "http.port"),
+        ("[http]\nport = 80.5\n", "http.port"),
+        ("[http]\nallow_anonymous_list = 'yes'\n", "http.allow_anonymous_list"),
+        ("[http]\nallow_anonymous_list = 1\n", "http.allow_anonymous_list"),
+        ("[node]\nworkers = 257\n", "node.workers"),
+        ("[node]\nworkers = -2\n", "node.workers"),
+        ("[node]\nworkers = 'auto'\n", "node.workers"),
+        ("[node]\ndrain_seconds = -1\n", "node.drain_seconds"),
+        ("[node]\ndrain_seconds = 301\n", "node.drain_seconds"),
+        ("[node]\ndrain_seconds = '10'\n", "node.drain_seconds"),
+        ("[node]\ndrain_seconds = false\n", "node.drain_seconds"),
+        ("[node]\ncase_sensitive = 'no'\n", "node.case_sensitive"),
+        ("[node]\nhomed_prefixes = '88.118.8'\n", "node.homed_prefixes"),
+        ("[node]\nhomed_prefixes = ['']\n", "node.homed_prefixes"),
+        ("[node]\nhomed_prefixes = [1]\n", "node.homed_prefixes"),
+        ("[node]\nhomed_prefixes = ['88.118.8/x']\n", "node.homed_prefixes"),
+        ("[node]\nhomed_prefixes = ['.88']\n", "node.homed_prefixes"),
+        ("[node]\nhomed_prefixes = ['88.']\n", "node.homed_prefixes"),
+        ("[node]\nhomed_prefixes = ['88..1']\n", "node.homed_prefixes"),
+        ("[node]\nhomed_prefixes = ['" + "8" * 256 + "']\n", "node.homed_prefixes"),
+        ("[node]\nlog_level = 'verbose'\n", "node.log_level"),
+        ("[node]\nlog_level = ''\n", "node.log_level"),
+    ],
+)
+def test_bad_file_names_the_key(tmp_path, text, key):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert info.value.key == key
+    assert info.value.reason
+    assert info.value.outcome is Outcome.MALFORMED
+    assert str(info.value).startswith(f"{key}: ")
+
+
+def test_log_level_any_case(tmp_path):
+    assert load(_write(tmp_path, "[node]\nlog_level = 'WARNING'\n")).log_level == "WARNING"
+
+
+def test_not_toml(tmp_path):
+    path = _write(tmp_path, "[store\npath = \n")
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert info.value.key == path
+    assert "not valid TOML" in info.value.reason
+
+
+def test_missing_file(tmp_path):
+    path = str(tmp_path / "absent.toml")
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert info.value.key == path
+    assert "cannot read" in info.value.reason
+
+
+# -- the CLI ---------------------------------------------------------------------------------
+
+
+def _check_config(path: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "resolver", "check-config", path],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_cli_check_config_good(tmp_path):
+    path = _write(tmp_path, FULL)
+    proc = _check_config(path)
+    assert proc.returncode == 0, proc.stderr
+    assert "OK" in proc.stdout
+    assert proc.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("[http]\nport = 99999\n", "http.port"),
+        ("[store]\nmapsize = '1GiB'\n", "store.mapsize"),
+        ("[node]\nhomed_prefixes = ['88.118.8/x']\n", "node.homed_prefixes"),
+    ],
+)
+def test_cli_check_config_bad(tmp_path, text, key):
+    path = _write(tmp_path, text)
+    proc = _check_config(path)
+    assert proc.returncode != 0
+    assert key in proc.stderr
+    assert "OK" not in proc.stdout
+
+
+def test_cli_check_config_not_toml(tmp_path):
+    path = _write(tmp_path, "this is = = not toml\n")
+    proc = _check_config(path)
+    assert proc.returncode != 0
+    assert "not valid TOML" in proc.stderr
+
+
+def test_homed_prefixes_are_keyed_like_identifiers(store):
+    """A prefix homed from the config must be found by the key resolution computes for it."""
+    from resolver import cli
+    from resolver.identifier import Identifier
+
+    prefixes = ["88.118.8", "test.Prefix", "straße.1", "ǆ.2"]
+    cli._home_prefixes(store, load(None, {"homed_prefixes": prefixes}))
+    for p in prefixes:
+        assert store.get_prefix(Identifier.parse(f"{p}/x").prefix_key) is not None, p
+    assert len(store.prefixes()) == len(prefixes)
