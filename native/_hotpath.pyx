@@ -153,40 +153,27 @@ cpdef bytes json_escape(bytes handle):
     return out
 
 
+cdef inline bint _eq_ci(const unsigned char* a, const unsigned char* b, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if _up(a[i]) != _up(b[i]):
+            return False
+    return True
+
+
 cdef bint _type_matches(const unsigned char* vt, Py_ssize_t vl, tuple types):
+    # Reference Util.isParentTypeInArray: "X." matches X and X.*; else exact; ASCII-CI.
     cdef bytes t
     cdef const unsigned char* tp
-    cdef Py_ssize_t tl, i
-    cdef bint ok
+    cdef Py_ssize_t tl
     for t in types:
         tp = <const unsigned char*>PyBytes_AS_STRING(t)
         tl = PyBytes_GET_SIZE(t)
         if tl > 0 and tp[tl - 1] == 46:
-            # "X." matches X.* (prefix, ASCII-CI) and X itself
-            if vl >= tl:
-                ok = True
-                for i in range(tl):
-                    if _up(vt[i]) != _up(tp[i]):
-                        ok = False
-                        break
-                if ok:
-                    return True
-            if vl == tl - 1:
-                ok = True
-                for i in range(vl):
-                    if _up(vt[i]) != _up(tp[i]):
-                        ok = False
-                        break
-                if ok:
-                    return True
-        elif vl == tl:
-            ok = True
-            for i in range(vl):
-                if _up(vt[i]) != _up(tp[i]):
-                    ok = False
-                    break
-            if ok:
+            if (vl >= tl or vl == tl - 1) and _eq_ci(vt, tp, tl if vl >= tl else vl):
                 return True
+        elif vl == tl and _eq_ci(vt, tp, vl):
+            return True
     return False
 
 
