@@ -7,12 +7,16 @@ is restated in ``native.constants`` and checked against ``resolver.record`` by a
 
 from __future__ import annotations
 
+import re
+
 from native.constants import (
     ALL_PUBLIC, DIR_SIZE, HEADER_SIZE, LAYOUT_VERSION, MAX_HANDLE, MAX_PREFIX, NA_PREFIX,
     PERM_PUBLIC_READ, VALUE_MIN, VALUE_PERMS, VALUE_TYPE,
 )  # fmt: skip
 
 _I = int.from_bytes
+#: C0 controls, DEL, and C1 controls (U+0080..U+009F = C2 80..C2 9F once UTF-8 is valid).
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]|\xc2[\x80-\x9f]")
 
 
 def _upper(b: bytes) -> bytes:
@@ -35,11 +39,8 @@ def normalize_key(handle: bytes, case_sensitive: bool = False) -> bytes | None:
         handle.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    prev = 0
-    for c in handle:
-        if c < 0x20 or c == 0x7F or (prev == 0xC2 and c < 0xA0 and c >= 0x80):
-            return None
-        prev = c
+    if _CONTROL.search(handle) is not None:
+        return None
     slash = handle.find(b"/")
     if slash < 0:
         prefix, suffix = NA_PREFIX, handle

@@ -1,0 +1,1 @@
+"""Benchmarks of idnode: ``python -m bench SCENARIO [options]`` (see bench/README.md)."""

@@ -1,0 +1,37 @@
+"""``python -m bench SCENARIO [options]``: run one benchmark scenario.
+
+Scenarios are registered in ``SCENARIOS`` (name → module with ``main(argv) -> int`` and a
+one-line description); modules are imported only when their scenario runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SCENARIOS = {
+    "http": ("bench.http", "idnode REST resolution vs an aiohttp fixed-JSON floor, driven by wrk"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: python -m bench SCENARIO [options]   (python -m bench SCENARIO --help)", "",
+             "scenarios:"]  # fmt: skip
+    lines += [f"  {name:12s} {text}" for name, (_mod, text) in SCENARIOS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in SCENARIOS:
+        print(f"unknown scenario {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    return importlib.import_module(SCENARIOS[name][0]).main(rest)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
