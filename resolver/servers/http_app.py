@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from multidict import CIMultiDict
 
 import native
 from resolver.config import Config
@@ -30,8 +31,10 @@ log = logging.getLogger("idnode.http")
 
 API = "/api/handles"
 _API_SLASH = len(API) + 1
-_JSON = {"Content-Type": codec.CONTENT_TYPE, "Access-Control-Allow-Origin": "*"}
-_JSONP = {"Content-Type": codec.JSONP_CONTENT_TYPE, "Access-Control-Allow-Origin": "*"}
+# Pre-built multidicts: aiohttp copies the headers of every Response, and copying a CIMultiDict
+# is ~0.5 µs cheaper than building one from a dict.
+_JSON = CIMultiDict({"Content-Type": codec.CONTENT_TYPE, "Access-Control-Allow-Origin": "*"})
+_JSONP = CIMultiDict({"Content-Type": codec.JSONP_CONTENT_TYPE, "Access-Control-Allow-Origin": "*"})
 _NOT_FOUND_PREFIX = b'{"responseCode":100,'
 #: Query parameters the hot path understands; any other sends the request down the general path.
 _FAST_PARAMS = frozenset(("type", "index", "publicOnly", "auth"))
