@@ -22,7 +22,7 @@ from resolver.core.engine import NOT_HERE, Resolver
 from resolver.core.request import ResolveRequest
 from resolver.errors import IdnodeError, InvalidIdentifier, MalformedRequest, Outcome
 from resolver.identifier import Identifier, NA_PREFIX
-from resolver.protocols.handle.codes import RC_FOR, ResponseCode
+from resolver.protocols.handle.codes import RC_FOR
 from resolver.protocols.http import codec
 from resolver.protocols.http.codes import STATUS_FOR
 from resolver.store.lmdb_store import LmdbStore
@@ -35,7 +35,12 @@ _API_SLASH = len(API) + 1
 # is ~0.5 µs cheaper than building one from a dict.
 _JSON = CIMultiDict({"Content-Type": codec.CONTENT_TYPE, "Access-Control-Allow-Origin": "*"})
 _JSONP = CIMultiDict({"Content-Type": codec.JSONP_CONTENT_TYPE, "Access-Control-Allow-Origin": "*"})
-_NOT_FOUND_PREFIX = b'{"responseCode":100,'
+_NOT_FOUND_PREFIX = b'{"responseCode":%d,' % RC_FOR[Outcome.NOT_FOUND]
+_STATUS_NOT_FOUND = STATUS_FOR[Outcome.NOT_FOUND]
+# The hot path answers only responseCode 1 (OK) or 200 (values filtered away, a resolution
+# success in HTTP terms) besides 100; both map to the same status.
+_STATUS_OK = STATUS_FOR[Outcome.OK]
+assert STATUS_FOR[Outcome.VALUES_NOT_FOUND] == _STATUS_OK
 #: Query parameters the hot path understands; any other sends the request down the general path.
 _FAST_PARAMS = frozenset(("type", "index", "publicOnly", "auth"))
 
@@ -50,6 +55,10 @@ def _int4(value: str) -> int:
         if -0x80000000 <= n <= 0x7FFFFFFF:
             return n
     raise MalformedRequest(f"Bad index parameter {value!r}")
+
+
+def _fast_status(body: bytes) -> int:
+    return _STATUS_NOT_FOUND if body.startswith(_NOT_FOUND_PREFIX) else _STATUS_OK
 
 
 def _true(value: str) -> bool:
@@ -100,7 +109,7 @@ class HandleApi:
             finally:
                 txn.abort()
             if body is not None:
-                return _json(404 if body.startswith(_NOT_FOUND_PREFIX) else 200, body)
+                return _json(_fast_status(body), body)
             return await self.general(handle, (), (), True, None, False)
         return await self.with_query(handle, raw[q + 1 :])
 
@@ -139,7 +148,7 @@ class HandleApi:
             finally:
                 txn.abort()
             if body is not None:
-                return _json(404 if body.startswith(_NOT_FOUND_PREFIX) else 200, body)
+                return _json(_fast_status(body), body)
         return await self.general(handle, tuple(types), tuple(indexes), public_only, callback,
                                   pretty)  # fmt: skip
 
@@ -150,7 +159,8 @@ class HandleApi:
         try:
             ident = Identifier.parse(handle, case_sensitive=self.case_sensitive)
         except InvalidIdentifier as exc:
-            status, body = 400, codec.error_body(ResponseCode.INVALID_HANDLE, _echo(handle), exc.message)
+            status = STATUS_FOR[exc.outcome]
+            body = codec.error_body(RC_FOR[exc.outcome], _echo(handle), exc.message)
         else:
             req = ResolveRequest(ident, types, indexes, public_only)
             result = await self.resolver.resolve(req)
