@@ -1,6 +1,6 @@
 """Hot-path selector: the Cython extension when built, else its pure-Python twin.
 
-Exports ``normalize_key``, ``http_resolve``, ``json_escape`` and ``IMPLEMENTATION``
+Exports ``normalize_key``, ``http_resolve``, ``handle_resolve``, ``json_escape`` and ``IMPLEMENTATION``
 (``"cython"`` or ``"python"``).  ``IDNODE_NO_EXTENSIONS=1`` forces the twin at run time.
 Both twins take bytes and py-lmdb objects and return bytes or None; see ``_hotpath_py`` for
 the contracts.  This package imports nothing of ours (checked by tests/meta).
@@ -24,6 +24,7 @@ IMPLEMENTATION = "cython" if cython_twin is not None else "python"
 
 normalize_key = _impl.normalize_key
 http_resolve = _impl.http_resolve
+handle_resolve = _impl.handle_resolve if hasattr(_impl, "handle_resolve") else python_twin.handle_resolve
 json_escape = _impl.json_escape
 
-__all__ = ["IMPLEMENTATION", "normalize_key", "http_resolve", "json_escape"]
+__all__ = ["IMPLEMENTATION", "normalize_key", "http_resolve", "handle_resolve", "json_escape"]

@@ -17,3 +17,9 @@ PERM_PUBLIC_READ = 0x02
 VALUE_PERMS = 13  # offset of the permission byte inside an encoded value
 VALUE_TYPE = 14  # offset of the type's int4 length
 VALUE_MIN = 26  # fixed fields + empty type, data and reference list
+
+# Handle protocol (resolver/protocols/handle/constants.py)
+PROTOCOL_MAJOR = 2
+PROTOCOL_MINOR = 11  # the version we speak and suggest
+FLAG_REQUEST_DIGEST = 0x00800000
+FLAGS_NOT_FAST = 0x40000000 | 0x20000000  # certify, encrypt: the general path's

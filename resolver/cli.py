@@ -9,6 +9,7 @@ or configuration.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 
@@ -36,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     _config_args(serve)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--http-port", dest="http_port", type=int, help="REST API port (8000)")
+    serve.add_argument("--handle-port", dest="handle_port", type=int,
+                       help="Handle protocol port, UDP and TCP (2641; 0 = any free port)")  # fmt: skip
     serve.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     serve.add_argument("--home", dest="homed_prefixes", action="append",
                        help="home this prefix at start-up if missing (repeatable)")  # fmt: skip
@@ -54,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    names = ("data", "map_size", "case_sensitive", "host", "http_port", "workers", "homed_prefixes")
+    names = ("data", "map_size", "case_sensitive", "host", "http_port", "handle_port", "workers",
+             "homed_prefixes")  # fmt: skip
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
@@ -65,41 +69,51 @@ def _open_store(cfg):
 
 
 def cmd_serve(cfg) -> int:
-    from resolver.servers import lifecycle
+    from resolver.servers import lifecycle, sockets
 
     store = _open_store(cfg)  # create/verify the store once before forking
     _home_prefixes(store, cfg)
     store.close()
-    reservation = lifecycle.reserve_port(cfg.host, cfg.http_port)
-    port = reservation.getsockname()[1]
+    reserved = [sockets.reserve_port(cfg.host, cfg.http_port)]
+    reserved += sockets.reserve_tcp_udp(cfg.host, cfg.handle_port)
+    http_port = reserved[0].getsockname()[1]
+    handle_port = reserved[1].getsockname()[1]
+    cfg = dataclasses.replace(cfg, http_port=http_port, handle_port=handle_port)
     loop_kind = "uvloop" if _has_uvloop() else "asyncio"
-    banner = (f"idnode {__version__}: http://{cfg.host}:{port}/api/handles/ — "
+    banner = (f"idnode {__version__}: http://{cfg.host}:{http_port}/api/handles/ "
+              f"handle://{cfg.host}:{handle_port} (udp+tcp) — "
               f"{cfg.worker_count} worker(s), {native.IMPLEMENTATION} hot path, {loop_kind}, "
               f"data {cfg.data}")  # fmt: skip
 
     def worker(_i: int) -> None:
-        reservation.close()
-        _run_worker(cfg, port)
+        for sock in reserved:
+            sock.close()
+        _run_worker(cfg)
+
+    def started() -> None:
+        # A bound UDP socket in a SO_REUSEPORT group receives its share of datagrams even when
+        # nobody reads it (unlike a TCP socket that does not listen): release it now.
+        reserved[2].close()
 
     try:
-        return lifecycle.supervise(cfg.worker_count, worker, banner)
+        return lifecycle.supervise(cfg.worker_count, worker, banner, started)
     finally:
-        reservation.close()
+        for sock in reserved:
+            sock.close()
 
 
-def _run_worker(cfg, port: int) -> None:
+def _run_worker(cfg) -> None:
     import asyncio
 
     from resolver.core.authority import AuthorityHandler
     from resolver.core.engine import Resolver
-    from resolver.servers import http_app, lifecycle
+    from resolver.servers import lifecycle
 
     lifecycle.install_event_loop_policy()
     store = _open_store(cfg)
     resolver = Resolver([AuthorityHandler(store)])
-    handler = http_app.make_handler(store, resolver, cfg)
     try:
-        asyncio.run(lifecycle.run_http(handler, cfg.host, port, cfg.drain_seconds))
+        asyncio.run(lifecycle.run_worker(store, resolver, cfg, cfg.http_port, cfg.handle_port))
     finally:
         store.close()
 

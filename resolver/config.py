@@ -12,6 +12,15 @@ offending key and the reason.  The file's layout (every key optional)::
     port = 8000                  # flag --http-port; 0 picks a free port
     allow_anonymous_list = false # GET /api/handles?prefix= without LIST_HANDLES rights
 
+    [handle]
+    port = 2641                  # Handle protocol, UDP and TCP (flag --handle-port; 0 = free port)
+    advertise = ""               # address in our HS_SITE (default: host; 127.0.0.1 for 0.0.0.0)
+    site_serial = 1              # HS_SITE serial number: bump on every change of the site
+    site_description = "idnode"  # HS_SITE "desc" attribute
+    site_public_key = ""         # base64 of the server's HS_PUBKEY bytes (optional)
+    max_tcp_connections = 1024   # per worker; more are closed at once
+    tcp_idle_seconds = 60        # an idle TCP connection is closed after this long
+
     [node]
     workers = 0                  # 0 = one per core (flag --workers)
     drain_seconds = 10           # SIGTERM: finish in-flight requests for at most this long
@@ -22,7 +31,10 @@ offending key and the reason.  The file's layout (every key optional)::
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -39,6 +51,13 @@ class Config:
     host: str = "127.0.0.1"
     http_port: int = 8000
     allow_anonymous_list: bool = False
+    handle_port: int = 2641
+    handle_advertise: str = ""
+    site_serial: int = 1
+    site_description: str = "idnode"
+    site_public_key: bytes = b""
+    max_tcp_connections: int = 1024
+    tcp_idle_seconds: float = 60.0
     workers: int = 0
     drain_seconds: float = 10.0
     case_sensitive: bool = False
@@ -57,6 +76,13 @@ _FILE_KEYS = {
     "http.host": "host",
     "http.port": "http_port",
     "http.allow_anonymous_list": "allow_anonymous_list",
+    "handle.port": "handle_port",
+    "handle.advertise": "handle_advertise",
+    "handle.site_serial": "site_serial",
+    "handle.site_description": "site_description",
+    "handle.site_public_key": "site_public_key",
+    "handle.max_tcp_connections": "max_tcp_connections",
+    "handle.tcp_idle_seconds": "tcp_idle_seconds",
     "node.workers": "workers",
     "node.drain_seconds": "drain_seconds",
     "node.case_sensitive": "case_sensitive",
@@ -65,6 +91,19 @@ _FILE_KEYS = {
 }
 _UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
           "g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}  # fmt: skip
+
+
+_INT_RANGES = {
+    "http_port": (0, 65535),
+    "handle_port": (0, 65535),
+    "workers": (0, 256),
+    "site_serial": (0, 65535),
+    "max_tcp_connections": (1, 1_000_000),
+}
+
+
+def _bad(key: str, v: Any):
+    raise ConfigError(key, f"unexpected value {v!r}")
 
 
 def _size(key: str, v: Any) -> int:
@@ -95,13 +134,37 @@ def _check(field: str, key: str, v: Any) -> Any:
         if not isinstance(v, bool):
             raise ConfigError(key, f"expected true or false, got {v!r}")
         return v
-    if field in ("http_port", "workers"):
+    if field in _INT_RANGES:
+        lo, hi = _INT_RANGES[field]
         if not isinstance(v, int) or isinstance(v, bool):
             raise ConfigError(key, f"expected an integer, got {v!r}")
-        hi = 65535 if field == "http_port" else 256
-        if not 0 <= v <= hi:
-            raise ConfigError(key, f"must be between 0 and {hi}")
+        if not lo <= v <= hi:
+            raise ConfigError(key, f"must be between {lo} and {hi}")
         return v
+    if field == "tcp_idle_seconds":
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 1 <= v <= 86400:
+            raise ConfigError(key, "expected a number of seconds between 1 and 86400")
+        return float(v)
+    if field == "site_description":
+        if not isinstance(v, str):
+            raise ConfigError(key, f"expected a string, got {v!r}")
+        return v
+    if field == "handle_advertise":
+        if not isinstance(v, str):
+            raise ConfigError(key, f"expected an IP address, got {v!r}")
+        if v:
+            try:
+                ipaddress.ip_address(v)
+            except ValueError:
+                raise ConfigError(key, f"{v!r} is not an IP address") from None
+        return v
+    if field == "site_public_key":
+        if isinstance(v, bytes):
+            return v
+        try:
+            return base64.b64decode(str(v), validate=True) if isinstance(v, str) else _bad(key, v)
+        except binascii.Error:
+            raise ConfigError(key, "expected base64 of the HS_PUBKEY bytes") from None
     if field == "drain_seconds":
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 300:
             raise ConfigError(key, "expected a number of seconds between 0 and 300")

@@ -1,9 +1,9 @@
 """Process model: a supervisor and N worker processes sharing the listening port.
 
-The supervisor reserves the port (binding with ``SO_REUSEPORT`` so that ``port = 0`` resolves
-to one number for every worker), forks the workers, restarts any that die, and on SIGTERM or
+The supervisor reserves the ports (binding with ``SO_REUSEPORT`` so that ``port = 0`` resolves
+to one number for every worker; the Handle port is one number for TCP and UDP), forks the workers, restarts any that die, and on SIGTERM or
 SIGINT forwards SIGTERM and waits.  Each worker opens its own LMDB environment (never across a
-fork), binds its own ``SO_REUSEPORT`` socket, runs uvloop when available, and on SIGTERM stops
+fork), binds its own ``SO_REUSEPORT`` sockets (HTTP, Handle UDP, Handle TCP), runs uvloop when available, and on SIGTERM stops
 accepting, drains in-flight requests for at most ``drain_seconds``, and exits 0.
 """
 
@@ -13,33 +13,23 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 from typing import Callable
 
 from aiohttp import web
 
+from resolver.config import Config
+from resolver.core.engine import Resolver
+from resolver.servers import http_app
+from resolver.servers.handle_frontend import HandleFrontEnd
+from resolver.servers.handle_tcp import TcpLimits, start_tcp
+from resolver.servers.handle_udp import start_udp
 from resolver.servers.http_app import JsonServer
+from resolver.servers.sockets import listening_socket
+from resolver.store.lmdb_store import LmdbStore
 
 log = logging.getLogger("idnode.serve")
-
-
-def reserve_port(host: str, port: int) -> socket.socket:
-    """Bind (not listen) a SO_REUSEPORT socket: fixes the port number the workers will share."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    return sock
-
-
-def listening_socket(host: str, port: int) -> socket.socket:
-    sock = reserve_port(host, port)
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
 
 
 def install_event_loop_policy() -> str:
@@ -51,24 +41,48 @@ def install_event_loop_policy() -> str:
     return "uvloop"
 
 
-async def run_http(handler, host: str, port: int, drain_seconds: float) -> None:
-    """Serve ``handler`` (a low-level aiohttp handler) on a SO_REUSEPORT socket until SIGTERM
-    or SIGINT, then stop accepting, drain in-flight requests (≤ ``drain_seconds``) and return."""
-    server = JsonServer(handler, access_log=None, max_field_size=16384)
-    runner = web.ServerRunner(server, shutdown_timeout=drain_seconds, handle_signals=False)
-    await runner.setup()
-    site = web.SockSite(runner, listening_socket(host, port))
-    await site.start()
+async def run_worker(store: LmdbStore, resolver: Resolver, config: Config, http_port: int,
+                     handle_port: int) -> None:  # fmt: skip
+    """Serve HTTP, Handle UDP and Handle TCP on SO_REUSEPORT sockets until SIGTERM or SIGINT;
+    then stop accepting, let in-flight work finish (≤ ``drain_seconds``) and return."""
+    http = web.ServerRunner(
+        JsonServer(http_app.make_handler(store, resolver, config), access_log=None,
+                   max_field_size=16384),
+        shutdown_timeout=config.drain_seconds, handle_signals=False,
+    )  # fmt: skip
+    await http.setup()
+    await web.SockSite(http, listening_socket(config.host, http_port)).start()
+    frontend = HandleFrontEnd(resolver, config)
+    udp, udp_protocol = await start_udp(store, frontend, config.host, handle_port,
+                                        config.case_sensitive)  # fmt: skip
+    limits = TcpLimits(config.max_tcp_connections, config.tcp_idle_seconds)
+    tcp = await start_tcp(store, frontend, config.host, handle_port, config.case_sensitive, limits)
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await runner.cleanup()
+
+    tcp.close()  # stop accepting; open connections finish what they were given
+    udp.close()
+    deadline = loop.time() + config.drain_seconds
+    pending = [t for t in udp_protocol.in_flight if not t.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
+    await http.cleanup()  # waits for in-flight HTTP handlers ≤ shutdown_timeout
+    try:
+        await asyncio.wait_for(tcp.wait_closed(), max(0.1, deadline - loop.time()))
+    except (asyncio.TimeoutError, TimeoutError):
+        pass
 
 
-def supervise(workers: int, target: Callable[[int], None], banner: str = "") -> int:
-    """Fork ``workers`` children running ``target(i)``; restart crashes; exit 0 on SIGTERM."""
+def supervise(workers: int, target: Callable[[int], None], banner: str = "",
+              started: Callable[[], None] | None = None) -> int:  # fmt: skip
+    """Fork ``workers`` children running ``target(i)``; restart crashes; exit 0 on SIGTERM.
+
+    ``started`` runs once all workers are forked (the caller releases reservations there).
+    """
     children: dict[int, int] = {}  # pid → worker number
     stopping = False
 
@@ -102,6 +116,8 @@ def supervise(workers: int, target: Callable[[int], None], banner: str = "") -> 
     signal.signal(signal.SIGINT, stop)
     for i in range(workers):
         spawn(i)
+    if started is not None:
+        started()
     if banner:
         print(banner, flush=True)
     restarts: list[float] = []

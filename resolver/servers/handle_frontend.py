@@ -1,0 +1,107 @@
+"""The Handle protocol's general path: a decoded request → the engine → the reply bytes.
+
+Shared by the UDP and TCP drivers; no sockets here.  ``HandleFrontEnd.answer(env, payload)``
+returns the complete reply message (envelope included, unsplit) or None when the request gets
+no reply at all (it is itself a response, or too broken to address a reply to).  The fast path
+(``native.handle_resolve``) is tried by the drivers first; this module answers everything else,
+with identical bytes wherever both answer (tests/parity).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from resolver.config import Config
+from resolver.core.engine import Resolver
+from resolver.core.request import ResolveRequest
+from resolver.errors import IdnodeError, InvalidIdentifier, Outcome
+from resolver.identifier import Identifier
+from resolver.protocols.handle import codec
+from resolver.protocols.handle import constants as C
+from resolver.protocols.handle.codes import RC_FOR, ResponseCode
+from resolver.protocols.handle.message import (
+    Envelope, HandleProtocolError, Header, Message, ResolutionRequest, ResolutionResponse,
+    SiteInfoResponse,
+)  # fmt: skip
+from resolver.values import Interface, ServerInfo, SiteInfo
+
+log = logging.getLogger("idnode.handle")
+
+#: Op codes this node answers; every other one, known or not, gets RC 5 (handle.md §3.3).
+SUPPORTED = frozenset((C.OpCode.RESOLUTION, C.OpCode.GET_SITE_INFO))
+
+
+def site_info(config: Config) -> bytes:
+    """Our HS_SITE record (RFC 3651 §3.2.2) from configuration: one primary server."""
+    address = config.handle_advertise or (
+        "127.0.0.1" if config.host in ("0.0.0.0", "", "::") else config.host)  # fmt: skip
+    interfaces = (
+        Interface(3, 1, config.handle_port),  # TCP: admin + query
+        Interface(2, 0, config.handle_port),  # UDP: query
+        Interface(3, 2, config.http_port),  # HTTP: admin + query
+    )
+    server = ServerInfo(1, ServerInfo.pack_address(address), config.site_public_key, interfaces)
+    site = SiteInfo(serial=config.site_serial, attributes=(("desc", config.site_description),),
+                    servers=(server,))  # fmt: skip
+    return site.to_bytes()
+
+
+class HandleFrontEnd:
+    def __init__(self, resolver: Resolver, config: Config, *, site: bytes | None = None) -> None:
+        self.resolver = resolver
+        self.case_sensitive = config.case_sensitive
+        self.site = site if site is not None else site_info(config)
+
+    async def answer(self, env: Envelope, payload: bytes) -> bytes | None:
+        if len(payload) < C.HEADER_SIZE:
+            return None  # no header: nothing to address a reply to
+        header = Header.from_wire(payload)
+        if header.rc != 0:
+            return None  # a response sent to us: never answer one (no reflection loops)
+        if env.major != C.OUR_MAJOR:
+            # RC 4 "with our version": the reply is written at ours since the client's is unknown.
+            return codec.error(env, payload, header, ResponseCode.PROTOCOL_ERROR,
+                               f"unsupported protocol version {env.major}.{env.minor}",
+                               version=(C.OUR_MAJOR, C.OUR_MINOR))  # fmt: skip
+        if env.compressed or env.encrypted:
+            return codec.error(env, payload, header, ResponseCode.PROTOCOL_ERROR,
+                               "compressed or encrypted messages are not supported")  # fmt: skip
+        try:
+            msg = Message.from_parts(env, payload)
+        except HandleProtocolError as exc:
+            return codec.error(env, payload, header, ResponseCode.PROTOCOL_ERROR, exc.message)
+        try:
+            if header.opcode not in SUPPORTED:
+                return codec.error(env, payload, header, ResponseCode.OPERATION_NOT_SUPPORTED,
+                                   "Operation not supported")  # fmt: skip
+            if header.opflags & C.FLAG_ENCRYPT:
+                return codec.error(env, payload, header, ResponseCode.OPERATION_NOT_SUPPORTED,
+                                   "Encrypted responses need a session")  # fmt: skip
+            if header.opcode == C.OpCode.GET_SITE_INFO:
+                return codec.respond(env, payload, header, 1, SiteInfoResponse(self.site))
+            return await self.resolution(env, payload, header, msg.body)
+        except IdnodeError as exc:
+            return codec.error(env, payload, header, RC_FOR[exc.outcome], exc.message)
+        except Exception:
+            log.exception("E030 unexpected error answering op code %d", header.opcode)
+            return codec.error(env, payload, header, RC_FOR[Outcome.INTERNAL], "Internal error")
+
+    async def resolution(self, env: Envelope, payload: bytes, header: Header,
+                         body: ResolutionRequest) -> bytes:  # fmt: skip
+        try:
+            ident = Identifier.parse(body.handle, case_sensitive=self.case_sensitive)
+        except InvalidIdentifier as exc:
+            return codec.error(env, payload, header, RC_FOR[exc.outcome], exc.message)
+        try:
+            types = tuple(t.decode("utf-8") for t in body.types)
+        except UnicodeDecodeError:
+            return codec.error(env, payload, header, ResponseCode.PROTOCOL_ERROR,
+                               "type is not UTF-8")  # fmt: skip
+        # Until identities exist (registration issue), values without public read are withheld
+        # whether or not the request asked for public values only (handle.md §2.1).
+        request = ResolveRequest(ident, types, body.indexes, public_only=True)
+        result = await self.resolver.resolve(request)
+        if result.outcome is Outcome.OK:
+            return codec.respond(env, payload, header, ResponseCode.SUCCESS,
+                                 ResolutionResponse.of(body.handle, result.values))  # fmt: skip
+        return codec.error(env, payload, header, RC_FOR[result.outcome], result.message)

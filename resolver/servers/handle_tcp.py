@@ -1,0 +1,167 @@
+"""Handle protocol over TCP: framed messages, several per connection, answered in order.
+
+Each complete frame goes to ``native.handle_resolve`` first, else to ``HandleFrontEnd`` — in
+the order received: once a frame waits for the general path, later frames queue behind it, so
+pipelined replies never overtake each other.  Bounds: connections per worker, an idle timeout,
+one frame's worth of receive buffer (``FrameBuffer``), a queue of waiting frames and the
+transport's write buffer (reading pauses while either is full).  A frame announcing more than
+256 KiB is answered RC 4 and the connection closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+
+import native
+from resolver.protocols.handle import codec
+from resolver.protocols.handle.codes import ResponseCode
+from resolver.protocols.handle.message import Envelope, HandleProtocolError, Header
+from resolver.protocols.handle.tcp import FrameBuffer
+from resolver.servers.handle_frontend import HandleFrontEnd
+from resolver.servers.sockets import listening_socket
+from resolver.store.lmdb_store import LmdbStore
+
+log = logging.getLogger("idnode.handle.tcp")
+
+MAX_QUEUED_FRAMES = 256
+
+
+class TcpLimits:
+    """Shared by every connection of one listener."""
+
+    def __init__(self, max_connections: int, idle_seconds: float) -> None:
+        self.max_connections = max_connections
+        self.idle_seconds = idle_seconds
+        self.open = 0
+
+
+class HandleTcpProtocol(asyncio.Protocol):
+    def __init__(self, store: LmdbStore, frontend: HandleFrontEnd, case_sensitive: bool,
+                 limits: TcpLimits) -> None:  # fmt: skip
+        self.env = store.env
+        self.records_db = store.records_db
+        self.prefixes_db = store.prefixes_db
+        self.frontend = frontend
+        self.case_sensitive = case_sensitive
+        self.limits = limits
+        self.frames = FrameBuffer()
+        self.queue: collections.deque[tuple[Envelope, bytes]] = collections.deque()
+        self.worker: asyncio.Task | None = None
+        self.transport: asyncio.Transport | None = None
+        self.counted = False
+        self.idle: asyncio.TimerHandle | None = None
+        self.paused_writing = False
+        self.paused_reading = False
+
+    # -- connection ----------------------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        if self.limits.open >= self.limits.max_connections:
+            transport.abort()
+            return
+        self.limits.open += 1
+        self.counted = True
+        self._touch()
+
+    def connection_lost(self, exc) -> None:
+        if self.counted:
+            self.limits.open -= 1
+            self.counted = False
+        if self.idle is not None:
+            self.idle.cancel()
+        if self.worker is not None:
+            self.worker.cancel()
+        self.queue.clear()
+
+    def _touch(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        loop = asyncio.get_running_loop()
+        self.idle = loop.call_later(self.limits.idle_seconds, self._idle_close)
+
+    def _idle_close(self) -> None:
+        if self.transport is not None and not self.queue and self.worker is None:
+            self.transport.close()
+        else:
+            self._touch()
+
+    def pause_writing(self) -> None:
+        self.paused_writing = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self.paused_writing = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        want_pause = self.paused_writing or len(self.queue) >= MAX_QUEUED_FRAMES
+        if self.transport is None or self.transport.is_closing():
+            return
+        if want_pause and not self.paused_reading:
+            self.transport.pause_reading()
+            self.paused_reading = True
+        elif not want_pause and self.paused_reading:
+            self.transport.resume_reading()
+            self.paused_reading = False
+
+    # -- frames --------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        self._touch()
+        try:
+            for env, frame in self.frames.feed(data):
+                if self.queue or self.worker is not None:
+                    self.queue.append((env, frame))
+                    continue
+                out = self._fast(frame)
+                if out is not None:
+                    self.transport.write(out)
+                else:
+                    self.queue.append((env, frame))
+                    self.worker = asyncio.get_running_loop().create_task(self._drain())
+        except HandleProtocolError as exc:
+            # Only an over-long frame gets here: answer RC 4 at header level, then hang up.
+            reply = codec.error(Envelope(), b"", Header(0), ResponseCode.PROTOCOL_ERROR,
+                                exc.message)  # fmt: skip
+            self.transport.write(reply)
+            self.transport.close()
+        except Exception:
+            log.exception("E033 unexpected error on a TCP connection")
+            self.transport.abort()
+        self._update_reading()
+
+    def _fast(self, frame: bytes) -> bytes | None:
+        txn = self.env.begin()
+        try:
+            return native.handle_resolve(frame, txn, self.records_db, self.prefixes_db,
+                                         self.case_sensitive)  # fmt: skip
+        finally:
+            txn.abort()
+
+    async def _drain(self) -> None:
+        try:
+            while self.queue:
+                env, frame = self.queue.popleft()
+                self._update_reading()
+                out = self._fast(frame)
+                if out is None:
+                    out = await self.frontend.answer(env, frame[20:])
+                if out is not None and not self.transport.is_closing():
+                    self.transport.write(out)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("E034 unexpected error answering on TCP")
+            self.transport.abort()
+        finally:
+            self.worker = None
+
+
+async def start_tcp(store: LmdbStore, frontend: HandleFrontEnd, host: str, port: int,
+                    case_sensitive: bool, limits: TcpLimits) -> asyncio.Server:  # fmt: skip
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: HandleTcpProtocol(store, frontend, case_sensitive, limits),
+        sock=listening_socket(host, port),
+    )  # fmt: skip
