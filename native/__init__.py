@@ -24,7 +24,7 @@ IMPLEMENTATION = "cython" if cython_twin is not None else "python"
 
 normalize_key = _impl.normalize_key
 http_resolve = _impl.http_resolve
-handle_resolve = _impl.handle_resolve if hasattr(_impl, "handle_resolve") else python_twin.handle_resolve
+handle_resolve = _impl.handle_resolve
 json_escape = _impl.json_escape
 
 __all__ = ["IMPLEMENTATION", "normalize_key", "http_resolve", "handle_resolve", "json_escape"]

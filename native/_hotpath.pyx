@@ -4,9 +4,17 @@
 The contracts are documented once, in ``_hotpath_py``; this file only makes them fast.
 Imports nothing of ours but the shared constants (restated as C constants below and checked
 against ``native.constants`` by tests/parity).
+
+Both resolvers share the store lookup (``_lookup``) and the value selection (``_layout`` +
+``_pick``), which works on C pointers: the filters are always in the wire form of a
+resolution request's lists (int4 indexes, then int4-length-prefixed types), read in place from
+a Handle request and built once per call from an HTTP query's tuples.
 """
 
+import hashlib
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.string cimport memcmp, memcpy
 
 cdef enum:
@@ -20,6 +28,34 @@ cdef enum:
     VALUE_PERMS = 13
     VALUE_TYPE = 14
     VALUE_MIN = 26
+    # Handle protocol
+    PROTOCOL_MAJOR = 2
+    PROTOCOL_MINOR = 11
+    FLAG_REQUEST_DIGEST = 0x00800000
+    FLAGS_NOT_FAST = 0x60000000
+
+cdef enum:
+    # Offsets in a Handle message (resolver/protocols/handle/message.py), from its first byte.
+    ENV = 20  # envelope
+    HDR_END = 44  # envelope + header: the body starts here
+    MAX_MESSAGE = 262144
+    MIN_REQUEST = 60  # + handle length, two empty counts and the credential length
+    RC_SUCCESS = 1
+    RC_NOT_FOUND = 100
+    RC_VALUES_NOT_FOUND = 200
+    # Selections of up to this many values need no heap allocation.
+    STACK_SPANS = 64
+
+#: The compiled values of the constants above, for tests/parity to hold against
+#: ``native.constants`` and ``resolver.protocols.handle.constants``.
+_CONSTANTS = {
+    "MAX_HANDLE": MAX_HANDLE, "MAX_PREFIX": MAX_PREFIX, "LAYOUT_VERSION": LAYOUT_VERSION,
+    "ALL_PUBLIC": ALL_PUBLIC, "HEADER_SIZE": HEADER_SIZE, "DIR_SIZE": DIR_SIZE,
+    "PERM_PUBLIC_READ": PERM_PUBLIC_READ, "VALUE_PERMS": VALUE_PERMS, "VALUE_TYPE": VALUE_TYPE,
+    "VALUE_MIN": VALUE_MIN, "PROTOCOL_MAJOR": PROTOCOL_MAJOR, "PROTOCOL_MINOR": PROTOCOL_MINOR,
+    "FLAG_REQUEST_DIGEST": FLAG_REQUEST_DIGEST, "FLAGS_NOT_FAST": FLAGS_NOT_FAST,
+    "MAX_MESSAGE": MAX_MESSAGE, "ENV": ENV, "HDR_END": HDR_END,
+}
 
 cdef bytes HEAD_OK = b'{"responseCode":1,"handle":"'
 cdef bytes MID_OK = b'","values":'
@@ -27,9 +63,23 @@ cdef bytes HEAD_100 = b'{"responseCode":100,"handle":"'
 cdef bytes HEAD_200 = b'{"responseCode":200,"values":[],"handle":"'
 cdef bytes TAIL_ERR = b'"}'
 
+cdef object _md5 = hashlib.md5
+cdef object _sha1 = hashlib.sha1
+cdef object _sha256 = hashlib.sha256
+
+#: An authoritative miss: the prefix is held, the identifier is not.
+cdef object _MISS = object()
+
 
 cdef inline unsigned int _u32(const unsigned char* p) noexcept nogil:
     return (<unsigned int>p[0] << 24) | (<unsigned int>p[1] << 16) | (<unsigned int>p[2] << 8) | p[3]
+
+
+cdef inline void _put32(unsigned char* p, unsigned int x) noexcept nogil:
+    p[0] = <unsigned char>(x >> 24)
+    p[1] = <unsigned char>(x >> 16)
+    p[2] = <unsigned char>(x >> 8)
+    p[3] = <unsigned char>x
 
 
 cdef inline unsigned char _up(unsigned char c) noexcept nogil:
@@ -93,10 +143,9 @@ cdef int _prefix_ok(const unsigned char* p, Py_ssize_t n) noexcept nogil:
     return 1
 
 
-cpdef object normalize_key(bytes handle, bint case_sensitive=False):
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(handle)
-    cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(handle)
-    cdef Py_ssize_t slash = -1, i, plen, out_len
+cdef object _normalize(const unsigned char* s, Py_ssize_t n, bint case_sensitive):
+    # Takes a pointer so that handle_resolve needs no bytes object for the request's handle.
+    cdef Py_ssize_t slash = -1, i
     cdef bytes out
     cdef unsigned char* o
     cdef bint fold_suffix
@@ -132,6 +181,13 @@ cpdef object normalize_key(bytes handle, bint case_sensitive=False):
     return out
 
 
+cpdef object normalize_key(bytes handle, bint case_sensitive=False):
+    if handle is None:
+        raise TypeError("normalize_key() needs bytes, not None")
+    return _normalize(<const unsigned char*>PyBytes_AS_STRING(handle), PyBytes_GET_SIZE(handle),
+                      case_sensitive)
+
+
 cpdef bytes json_escape(bytes handle):
     cdef Py_ssize_t n = PyBytes_GET_SIZE(handle), i, extra = 0, j = 0
     cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(handle)
@@ -153,103 +209,19 @@ cpdef bytes json_escape(bytes handle):
     return out
 
 
-cdef inline bint _eq_ci(const unsigned char* a, const unsigned char* b, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        if _up(a[i]) != _up(b[i]):
-            return False
-    return True
+# -- store lookup and value selection, shared by http_resolve and handle_resolve -------------
 
-
-cdef bint _type_matches(const unsigned char* vt, Py_ssize_t vl, tuple types):
-    # Reference Util.isParentTypeInArray: "X." matches X and X.*; else exact; ASCII-CI.
-    cdef bytes t
-    cdef const unsigned char* tp
-    cdef Py_ssize_t tl
-    for t in types:
-        tp = <const unsigned char*>PyBytes_AS_STRING(t)
-        tl = PyBytes_GET_SIZE(t)
-        if tl > 0 and tp[tl - 1] == 46:
-            if (vl >= tl or vl == tl - 1) and _eq_ci(vt, tp, tl if vl >= tl else vl):
-                return True
-        elif vl == tl and _eq_ci(vt, tp, vl):
-            return True
-    return False
-
-
-cdef object _answer(bytes blob, bytes handle, object types, object indexes):
-    cdef Py_ssize_t size = PyBytes_GET_SIZE(blob)
-    cdef const unsigned char* b = <const unsigned char*>PyBytes_AS_STRING(blob)
-    cdef unsigned int n, wlen, jlen, wo, wl, jo, jl, tl, i
-    cdef Py_ssize_t wstart, jstart, d, v, t0
-    cdef int index
-    cdef bint selected
-    cdef bint filtering = bool(types) or bool(indexes)
-    cdef bytes esc
-    cdef list parts
-    if size < HEADER_SIZE or b[0] != LAYOUT_VERSION:
-        return None
-    n = (<unsigned int>b[2] << 8) | b[3]
-    wlen = _u32(b + 4)
-    jlen = _u32(b + 8)
-    wstart = HEADER_SIZE + DIR_SIZE * <Py_ssize_t>n
-    jstart = wstart + wlen
-    if jstart + <Py_ssize_t>jlen != size:
-        return None
-    esc = json_escape(handle)
-    if not filtering and (b[1] & ALL_PUBLIC):
-        return b"".join((HEAD_OK, esc, MID_OK, blob[jstart:], b"}"))
-    parts = []
-    for i in range(n):
-        d = HEADER_SIZE + DIR_SIZE * i
-        wo = _u32(b + d)
-        wl = _u32(b + d + 4)
-        jo = _u32(b + d + 8)
-        jl = _u32(b + d + 12)
-        if wl < VALUE_MIN or <Py_ssize_t>wo + wl > wlen or <Py_ssize_t>jo + jl > jlen:
-            return None
-        v = wstart + wo
-        if not (b[v + VALUE_PERMS] & PERM_PUBLIC_READ):
-            continue
-        if filtering:
-            selected = False
-            if indexes:
-                index = <int>_u32(b + v)
-                if index in indexes:
-                    selected = True
-            if not selected and types:
-                tl = _u32(b + v + VALUE_TYPE)
-                t0 = v + VALUE_TYPE + 4
-                if t0 + <Py_ssize_t>tl > v + wl:
-                    return None
-                selected = _type_matches(b + t0, tl, tuple(types))
-            if not selected:
-                continue
-        parts.append(blob[jstart + jo : jstart + jo + jl])
-    if not parts:
-        return b"".join((HEAD_200, esc, TAIL_ERR))
-    return b"".join((HEAD_OK, esc, MID_OK, b"[", b",".join(parts), b"]}"))
-
-
-def http_resolve(bytes handle, object types, object indexes, bint public_only, object txn,
-                 object records_db, object prefixes_db, bint case_sensitive=False):
-    cdef object key, blob
-    cdef Py_ssize_t slash, i, kn
-    cdef const unsigned char* k
-    if not public_only:
-        return None
-    key = normalize_key(handle, case_sensitive)
-    if key is None:
-        return None
-    k = <const unsigned char*>PyBytes_AS_STRING(key)
-    kn = PyBytes_GET_SIZE(key)
-    # Positional arguments: py-lmdb parses keywords slowly (~0.4 µs a call).
+cdef object _lookup(bytes key, object txn, object records_db, object prefixes_db):
+    """Stored record bytes; ``_MISS`` under a held prefix; None when the prefix is not held.
+    Positional arguments to ``get``: py-lmdb parses keywords slowly (~0.4 µs a call)."""
+    cdef const unsigned char* k = <const unsigned char*>PyBytes_AS_STRING(key)
+    cdef Py_ssize_t kn = PyBytes_GET_SIZE(key), slash = 0, i
+    cdef object blob
     if kn > 5 and memcmp(k, b"0.NA/", 5) == 0:
         blob = txn.get(key[5:], None, prefixes_db)
         if blob is None:
             return None
     else:
-        slash = 0
         for i in range(kn):
             if k[i] == 47:
                 slash = i
@@ -258,7 +230,399 @@ def http_resolve(bytes handle, object types, object indexes, bint public_only, o
             return None
         blob = txn.get(key, None, records_db)
         if blob is None:
-            return b"".join((HEAD_100, json_escape(handle), TAIL_ERR))
+            return _MISS
     if type(blob) is not bytes:
         blob = bytes(blob)
-    return _answer(blob, handle, types, indexes)
+    return blob
+
+
+cdef struct Layout:
+    Py_ssize_t n
+    Py_ssize_t wstart
+    Py_ssize_t wlen
+    Py_ssize_t jstart
+    Py_ssize_t jlen
+    bint all_public
+
+
+cdef struct Filter:
+    bint active  # any filter was given (even one that can match nothing)
+    const unsigned char* idx  # nidx int4 indexes
+    Py_ssize_t nidx
+    const unsigned char* types  # ntypes UTF8-Strings, lengths already checked
+    Py_ssize_t ntypes
+
+
+cdef struct Span:
+    Py_ssize_t off
+    Py_ssize_t len
+
+
+cdef bint _layout(const unsigned char* b, Py_ssize_t size, Layout* L) noexcept nogil:
+    """Read a stored record's header; False when its framing is inconsistent."""
+    if size < HEADER_SIZE or b[0] != LAYOUT_VERSION:
+        return False
+    L.n = (<Py_ssize_t>b[2] << 8) | b[3]
+    L.wlen = _u32(b + 4)
+    L.jlen = _u32(b + 8)
+    L.wstart = HEADER_SIZE + DIR_SIZE * L.n
+    L.jstart = L.wstart + L.wlen
+    L.all_public = (b[1] & ALL_PUBLIC) != 0
+    return L.jstart + L.jlen == size
+
+
+cdef inline bint _eq_ci(const unsigned char* a, const unsigned char* b, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if _up(a[i]) != _up(b[i]):
+            return False
+    return True
+
+
+cdef bint _type_in(const unsigned char* vt, Py_ssize_t vl, const unsigned char* t,
+                   Py_ssize_t ntypes) noexcept nogil:
+    # Reference Util.isParentTypeInArray: "X." matches X and X.*; else exact; ASCII-CI.
+    cdef Py_ssize_t i, tl
+    for i in range(ntypes):
+        tl = _u32(t)
+        t += 4
+        if tl > 0 and t[tl - 1] == 46:
+            if (vl >= tl or vl == tl - 1) and _eq_ci(vt, t, tl if vl >= tl else vl):
+                return True
+        elif vl == tl and _eq_ci(vt, t, vl):
+            return True
+        t += tl
+    return False
+
+
+cdef inline bint _index_in(unsigned int index, const unsigned char* idx,
+                           Py_ssize_t nidx) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(nidx):
+        if _u32(idx + 4 * i) == index:
+            return True
+    return False
+
+
+cdef Py_ssize_t _pick(const unsigned char* b, const Layout* L, const Filter* f, bint json,
+                      Span* out, Py_ssize_t* total) noexcept nogil:
+    """The public values ``f`` selects, as slices of the JSON or the wire section, in record
+    order; their count (``total`` = their summed length), or -1 for an inconsistent record."""
+    cdef Py_ssize_t i, d, v, wo, wl, jo, jl, tl, t0, k = 0, sum = 0
+    cdef bint selected
+    for i in range(L.n):
+        d = HEADER_SIZE + DIR_SIZE * i
+        wo = _u32(b + d)
+        wl = _u32(b + d + 4)
+        jo = _u32(b + d + 8)
+        jl = _u32(b + d + 12)
+        if wl < VALUE_MIN or wo + wl > L.wlen or jo + jl > L.jlen:
+            return -1
+        v = L.wstart + wo
+        if not (b[v + VALUE_PERMS] & PERM_PUBLIC_READ):
+            continue
+        if f.active:
+            selected = f.nidx > 0 and _index_in(_u32(b + v), f.idx, f.nidx)
+            if not selected and f.ntypes > 0:
+                tl = _u32(b + v + VALUE_TYPE)
+                t0 = v + VALUE_TYPE + 4
+                if t0 + tl > v + wl:
+                    return -1
+                selected = _type_in(b + t0, tl, f.types, f.ntypes)
+            if not selected:
+                continue
+        if json:
+            out[k].off = L.jstart + jo
+            out[k].len = jl
+        else:
+            out[k].off = v
+            out[k].len = wl
+        sum += out[k].len
+        k += 1
+    total[0] = sum
+    return k
+
+
+cdef Span* _spans(Py_ssize_t n, Span* stack) except NULL:
+    cdef Span* p
+    if n <= STACK_SPANS:
+        return stack
+    p = <Span*>PyMem_Malloc(n * sizeof(Span))
+    if p == NULL:
+        raise MemoryError()
+    return p
+
+
+cdef bytes _http_filter(object types, object indexes, Filter* f):
+    """The HTTP query's filters in wire form (the bytes ``f`` points into; keep them alive).
+    An index outside int4 can match no value, so it is left out (``f.active`` stays set)."""
+    cdef Py_ssize_t nidx = 0, ntypes = 0, size = 0
+    cdef bytes buf, t
+    cdef unsigned char* p
+    cdef object i
+    f.active = bool(types) or bool(indexes)
+    f.nidx = 0
+    f.ntypes = 0
+    if not f.active:
+        return None
+    if indexes:
+        for i in indexes:
+            if -2147483648 <= i <= 2147483647:
+                nidx += 1
+    if types:
+        for t in types:
+            ntypes += 1
+            size += 4 + len(t)
+    buf = PyBytes_FromStringAndSize(NULL, 4 * nidx + size)
+    p = <unsigned char*>PyBytes_AS_STRING(buf)
+    f.idx = p
+    f.nidx = nidx
+    if nidx:
+        for i in indexes:
+            if -2147483648 <= i <= 2147483647:
+                _put32(p, <unsigned int><int>i)
+                p += 4
+    f.types = p
+    f.ntypes = ntypes
+    if ntypes:
+        for t in types:
+            size = PyBytes_GET_SIZE(t)
+            _put32(p, <unsigned int>size)
+            memcpy(p + 4, PyBytes_AS_STRING(t), size)
+            p += 4 + size
+    return buf
+
+
+# -- HTTP ------------------------------------------------------------------------------------
+
+cdef bytes _json_hit(bytes esc, const unsigned char* b, const Span* parts, Py_ssize_t k,
+                     Py_ssize_t total, bint whole):
+    # {"responseCode":1,"handle":"<esc>","values":<section>}  or  ...:[p1,p2,...]}
+    cdef Py_ssize_t hl = PyBytes_GET_SIZE(HEAD_OK), ml = PyBytes_GET_SIZE(MID_OK)
+    cdef Py_ssize_t el = PyBytes_GET_SIZE(esc), i
+    cdef Py_ssize_t size = hl + el + ml + total + (1 if whole else k + 2)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
+    cdef unsigned char* o = <unsigned char*>PyBytes_AS_STRING(out)
+    memcpy(o, PyBytes_AS_STRING(HEAD_OK), hl)
+    o += hl
+    memcpy(o, PyBytes_AS_STRING(esc), el)
+    o += el
+    memcpy(o, PyBytes_AS_STRING(MID_OK), ml)
+    o += ml
+    if whole:
+        memcpy(o, b + parts[0].off, parts[0].len)
+        o[parts[0].len] = 125  # }
+        return out
+    o[0] = 91  # [
+    o += 1
+    for i in range(k):
+        if i:
+            o[0] = 44  # ,
+            o += 1
+        memcpy(o, b + parts[i].off, parts[i].len)
+        o += parts[i].len
+    o[0] = 93  # ]
+    o[1] = 125  # }
+    return out
+
+
+cdef object _http_answer(bytes blob, bytes handle, object types, object indexes):
+    cdef const unsigned char* b = <const unsigned char*>PyBytes_AS_STRING(blob)
+    cdef Layout L
+    cdef Filter f
+    cdef Span whole
+    cdef Span stack[STACK_SPANS]
+    cdef Span* spans
+    cdef Py_ssize_t k, total = 0
+    cdef bytes keep, esc
+    if not _layout(b, PyBytes_GET_SIZE(blob), &L):
+        return None
+    keep = _http_filter(types, indexes, &f)
+    esc = json_escape(handle)
+    if not f.active and L.all_public:
+        whole.off = L.jstart
+        whole.len = L.jlen
+        return _json_hit(esc, b, &whole, 1, L.jlen, True)
+    spans = _spans(L.n, stack)
+    try:
+        k = _pick(b, &L, &f, True, spans, &total)
+        if k < 0:
+            return None
+        if k == 0:
+            return b"".join((HEAD_200, esc, TAIL_ERR))
+        return _json_hit(esc, b, spans, k, total, False)
+    finally:
+        if spans != stack:
+            PyMem_Free(spans)
+
+
+def http_resolve(bytes handle, object types, object indexes, bint public_only, object txn,
+                 object records_db, object prefixes_db, bint case_sensitive=False):
+    cdef object key, blob
+    if not public_only:
+        return None
+    key = normalize_key(handle, case_sensitive)
+    if key is None:
+        return None
+    blob = _lookup(key, txn, records_db, prefixes_db)
+    if blob is None:
+        return None
+    if blob is _MISS:
+        return b"".join((HEAD_100, json_escape(handle), TAIL_ERR))
+    return _http_answer(blob, handle, types, indexes)
+
+
+# -- Handle protocol -------------------------------------------------------------------------
+
+def handle_resolve(data, object txn, object records_db, object prefixes_db,
+                   bint case_sensitive=False):
+    cdef bytes req = data if type(data) is bytes else bytes(data)
+    cdef const unsigned char* d = <const unsigned char*>PyBytes_AS_STRING(req)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(req)
+    cdef Py_ssize_t end, p, hl, count, tl, i, k = 0, total = 0, values_len = 0, body_len, dlen = 0
+    cdef unsigned int opflags, rc
+    cdef unsigned char vmaj, vmin, code = 0
+    cdef Filter f
+    cdef Layout L
+    cdef Span stack[STACK_SPANS]
+    cdef Span* spans = stack
+    cdef const unsigned char* b = NULL
+    cdef object key, blob, digest = None
+    cdef bytes out, request
+    cdef unsigned char* o
+    # Envelope and header: protocol 2.x, no CP/EC/TC, sequence 0, length = what follows,
+    # op code 1, response code 0, neither certify nor encrypt.
+    if n < MIN_REQUEST or d[0] != PROTOCOL_MAJOR or (d[2] & 0xE0):
+        return None
+    if _u32(d + 12) != 0 or <Py_ssize_t>_u32(d + 16) != n - ENV or n - ENV > MAX_MESSAGE:
+        return None
+    if _u32(d + 20) != 1 or _u32(d + 24) != 0:
+        return None
+    opflags = _u32(d + 28)
+    if opflags & FLAGS_NOT_FAST:
+        return None
+    end = HDR_END + <Py_ssize_t>_u32(d + 40)
+    if end + 4 != n or _u32(d + end) != 0:  # no credential
+        return None
+    # Body: str handle, int4[] indexes, str[] types; every length checked against ``end``.
+    # A read at p <= end stays inside the message: the credential length follows ``end``.
+    hl = <int>_u32(d + HDR_END)
+    p = HDR_END + 4 + hl
+    if hl < 0 or p + 4 > end:
+        return None
+    count = <int>_u32(d + p)
+    p += 4
+    if count < 0 or p + 4 * count + 4 > end:
+        return None
+    f.idx = d + p
+    f.nidx = count
+    p += 4 * count
+    count = <int>_u32(d + p)
+    p += 4
+    if count < 0 or 4 * count > end - p:
+        return None
+    f.types = d + p
+    f.ntypes = count
+    for i in range(count):
+        tl = <int>_u32(d + p)
+        if tl < 0 or p + 4 + tl > end:
+            return None
+        p += 4 + tl
+    if p != end:
+        return None
+    f.active = f.nidx > 0 or f.ntypes > 0
+
+    key = _normalize(d + HDR_END + 4, hl, case_sensitive)
+    if key is None:
+        return None
+    blob = _lookup(key, txn, records_db, prefixes_db)
+    if blob is None:
+        return None
+    try:
+        if blob is _MISS:
+            rc = RC_NOT_FOUND
+        else:
+            b = <const unsigned char*>PyBytes_AS_STRING(blob)
+            if not _layout(b, PyBytes_GET_SIZE(blob), &L):
+                return None
+            if not f.active and L.all_public:
+                rc = RC_SUCCESS
+                k = -1  # the whole wire section, its int4 count included
+                values_len = L.wlen
+            else:
+                spans = _spans(L.n, stack)
+                k = _pick(b, &L, &f, False, spans, &total)
+                if k < 0:
+                    return None
+                rc = RC_SUCCESS if k else RC_VALUES_NOT_FOUND
+                values_len = 4 + total
+        # Version: min(suggested, ours); suggested = low 2 bits of byte 2 + byte 3, or the actual
+        # version when the suggested major is 0 (reference Encoder.decodeEnvelope).
+        if d[2] & 0x03:
+            vmaj, vmin = d[2] & 0x03, d[3]
+        else:
+            vmaj, vmin = d[0], d[1]
+        if vmaj > PROTOCOL_MAJOR or (vmaj == PROTOCOL_MAJOR and vmin > PROTOCOL_MINOR):
+            vmaj, vmin = PROTOCOL_MAJOR, PROTOCOL_MINOR
+        if opflags & FLAG_REQUEST_DIGEST:
+            request = PyBytes_FromStringAndSize(<const char*>d + ENV, end - ENV)
+            if vmaj < 2 or (vmaj == 2 and vmin < 1):
+                digest = _md5(request).digest()
+                dlen = 4 + 16  # old format: int4 length + MD5
+            elif vmaj == 2 and vmin >= 7:
+                digest = _sha256(request).digest()
+                code = 3
+                dlen = 1 + 32
+            else:
+                digest = _sha1(request).digest()
+                code = 2
+                dlen = 1 + 20
+        if rc == RC_SUCCESS:
+            body_len = dlen + 4 + hl + values_len
+        else:
+            body_len = dlen + 4  # an empty error message
+        if HDR_END - ENV + body_len + 4 > MAX_MESSAGE:
+            return None  # too long to send: the general path answers with an error
+        out = PyBytes_FromStringAndSize(NULL, HDR_END + body_len + 4)
+        o = <unsigned char*>PyBytes_AS_STRING(out)
+        o[0] = vmaj
+        o[1] = vmin
+        o[2] = PROTOCOL_MAJOR
+        o[3] = PROTOCOL_MINOR
+        memcpy(o + 4, d + 4, 8)  # session id, request id
+        _put32(o + 12, 0)
+        _put32(o + 16, <unsigned int>(HDR_END - ENV + body_len + 4))
+        memcpy(o + 20, d + 20, 4)  # op code
+        _put32(o + 24, rc)
+        memcpy(o + 28, d + 28, 12)  # flags, site serial, recursion, reserved, expiration
+        _put32(o + 40, <unsigned int>body_len)
+        o += HDR_END
+        if digest is not None:
+            if code == 0:
+                _put32(o, 16)
+                o += 4
+            else:
+                o[0] = code
+                o += 1
+            memcpy(o, PyBytes_AS_STRING(digest), dlen - (4 if code == 0 else 1))
+            o += dlen - (4 if code == 0 else 1)
+        if rc == RC_SUCCESS:
+            memcpy(o, d + HDR_END, 4 + hl)  # the handle as the client wrote it
+            o += 4 + hl
+            if k < 0:
+                memcpy(o, b + L.wstart, L.wlen)
+                o += L.wlen
+            else:
+                _put32(o, <unsigned int>k)
+                o += 4
+                for i in range(k):
+                    memcpy(o, b + spans[i].off, spans[i].len)
+                    o += spans[i].len
+        else:
+            _put32(o, 0)
+            o += 4
+        _put32(o, 0)  # credential length
+        return out
+    finally:
+        if spans != stack:
+            PyMem_Free(spans)

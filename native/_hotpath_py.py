@@ -12,7 +12,7 @@ import re
 
 from native.constants import (
     ALL_PUBLIC, DIR_SIZE, FLAG_REQUEST_DIGEST, FLAGS_NOT_FAST, HEADER_SIZE, LAYOUT_VERSION,
-    MAX_HANDLE, MAX_PREFIX, NA_PREFIX, PERM_PUBLIC_READ, PROTOCOL_MAJOR, PROTOCOL_MINOR,
+    MAX_HANDLE, MAX_MESSAGE, MAX_PREFIX, NA_PREFIX, PERM_PUBLIC_READ, PROTOCOL_MAJOR, PROTOCOL_MINOR,
     VALUE_MIN, VALUE_PERMS, VALUE_TYPE,
 )  # fmt: skip
 
@@ -216,7 +216,7 @@ def handle_resolve(data, txn, records_db, prefixes_db, case_sensitive=False):
     n = len(data)
     if n < _HDR_END + 16 or data[0] != PROTOCOL_MAJOR or data[2] & 0xE0:
         return None
-    if data[12:16] != b"\0\0\0\0" or _I(data[16:20], "big") != n - _ENV:
+    if data[12:16] != b"\0\0\0\0" or _I(data[16:20], "big") != n - _ENV or n - _ENV > MAX_MESSAGE:
         return None
     if data[20:28] != b"\0\0\0\x01\0\0\0\0":  # op code 1, response code 0
         return None
@@ -273,7 +273,8 @@ def handle_resolve(data, txn, records_db, prefixes_db, case_sensitive=False):
         else:
             rc, body = _RC_VALUES_NOT_FOUND, _EMPTY_MESSAGE
     # version: min(suggested, ours); suggested = low 2 bits of byte 2 + byte 3, or the actual
-    if data[3]:
+    # version when the suggested major is 0 (reference Encoder.decodeEnvelope)
+    if data[2] & 0x03:
         version = min((data[2] & 0x03, data[3]), (PROTOCOL_MAJOR, PROTOCOL_MINOR))
     else:
         version = min((data[0], data[1]), (PROTOCOL_MAJOR, PROTOCOL_MINOR))
@@ -286,6 +287,8 @@ def handle_resolve(data, txn, records_db, prefixes_db, case_sensitive=False):
         else:
             body = b"\x02" + hashlib.sha1(request).digest() + body
     length = _HEADER_LEN + len(body) + 4
+    if length > MAX_MESSAGE:
+        return None  # too long to send: the general path answers with an error
     return b"".join((
         bytes((version[0], version[1], PROTOCOL_MAJOR, PROTOCOL_MINOR)),
         data[4:12],  # session id, request id

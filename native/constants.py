@@ -21,5 +21,6 @@ VALUE_MIN = 26  # fixed fields + empty type, data and reference list
 # Handle protocol (resolver/protocols/handle/constants.py)
 PROTOCOL_MAJOR = 2
 PROTOCOL_MINOR = 11  # the version we speak and suggest
+MAX_MESSAGE = 262144  # bytes after the envelope, either way
 FLAG_REQUEST_DIGEST = 0x00800000
 FLAGS_NOT_FAST = 0x40000000 | 0x20000000  # certify, encrypt: the general path's

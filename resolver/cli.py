@@ -2,8 +2,9 @@
 store, engine, registry and servers together.
 
 Commands: ``serve`` (supervisor + workers), ``load FILE.jsonl``, ``check-config FILE``,
-``stat``.  Exit codes: 0 success, 1 operational failure (bad records, store full), 2 bad usage
-or configuration.
+``stat``, ``resolve HANDLE`` (a client of any node).  Exit codes: 0 success, 1 operational
+failure (bad records, store full; for ``resolve``: any response code but 1), 2 bad usage or
+configuration (for ``resolve``: also an unreachable server).
 """
 
 from __future__ import annotations
@@ -53,7 +54,27 @@ def _parser() -> argparse.ArgumentParser:
 
     stat = sub.add_parser("stat", help="print store statistics")
     _config_args(stat)
+
+    res = sub.add_parser("resolve", help="resolve an identifier at a node (Handle or REST)")
+    res.add_argument("handle", help="identifier, e.g. 88.118.8/demo-1")
+    res.add_argument("--proto", choices=("auto", "udp", "tcp", "http"), default="auto",
+                     help="auto (default): UDP, then TCP; or only udp, tcp or http")  # fmt: skip
+    res.add_argument("--server", help="HOST:PORT (127.0.0.1:2641; 127.0.0.1:8000 for http)")
+    res.add_argument("--type", dest="types", action="append", default=[],
+                     help="only values of this type (repeatable; 'X.': sub-types)")  # fmt: skip
+    res.add_argument("--index", dest="indexes", action="append", type=_int4, default=[],
+                     help="only the value at this index (repeatable)")  # fmt: skip
+    res.add_argument("--json", action="store_true",
+                     help="print the Handle.net v9 REST JSON of the answer")  # fmt: skip
+    res.add_argument("--timeout", type=float, default=10.0, help="seconds to wait in all (10)")
     return parser
+
+
+def _int4(text: str) -> int:
+    n = int(text)
+    if not -(1 << 31) <= n < 1 << 31:
+        raise ValueError(text)
+    return n
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -163,6 +184,118 @@ def cmd_load(cfg, path: str, batch: int) -> int:
     return 0 if report.ok else 1
 
 
+def _server_address(text: str | None, default_port: int) -> tuple[str, int]:
+    if not text:
+        return "127.0.0.1", default_port
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--server {text!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)  # [::1]:2641 → ::1
+
+
+def _resolve_handle(args, host: str, port: int) -> tuple[int, bytes]:
+    """Resolve over the Handle protocol; the answer as the REST JSON a node would give."""
+    import asyncio
+
+    from resolver.protocols.handle.message import ErrorResponse, ResolutionResponse
+    from resolver.protocols.http import codec as rest
+    from resolver.upstream.client import HandleClient
+
+    client = HandleClient(total_timeout=args.timeout, tcp_timeout=args.timeout)
+    reply = asyncio.run(client.resolve(args.handle, types=args.types, indexes=args.indexes,
+                                       server=(host, port), proto=args.proto))  # fmt: skip
+    rc = reply.header.rc
+    if rc == 1 and isinstance(reply.body, ResolutionResponse):
+        handle = reply.body.handle.decode("utf-8", "replace")
+        return rc, rest.resolution_body(handle, reply.body.values)
+    message = ""
+    if isinstance(reply.body, ErrorResponse):
+        message = reply.body.message.decode("utf-8", "replace")
+    return rc, rest.error_body(rc, args.handle, message, empty_values=rc == 200)
+
+
+def _resolve_http(args, host: str, port: int) -> tuple[int, bytes]:
+    """GET /api/handles/HANDLE at a node's REST API; the body as the node wrote it."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    import orjson
+
+    from resolver.upstream.client import UpstreamUnavailable
+
+    query = [("type", t) for t in args.types] + [("index", str(i)) for i in args.indexes]
+    netloc = f"[{host}]" if ":" in host else host
+    url = (f"http://{netloc}:{port}/api/handles/" + urllib.parse.quote(args.handle, safe="/")
+           + ("?" + urllib.parse.urlencode(query) if query else ""))  # fmt: skip
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as resp:
+            body = resp.read()
+    except urllib.error.HTTPError as exc:  # 4xx/5xx still carry the JSON answer
+        body = exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise UpstreamUnavailable(f"{url}: {getattr(exc, 'reason', exc)}") from None
+    try:
+        rc = orjson.loads(body)["responseCode"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        raise UpstreamUnavailable(f"{url}: the answer is not Handle REST JSON") from None
+    return int(rc), body
+
+
+def _resolve_table(body: bytes) -> str:
+    import orjson
+
+    from resolver.protocols.handle.codes import ResponseCode
+
+    doc = orjson.loads(body)
+    rc = doc.get("responseCode")
+    handle = doc.get("handle", "")
+    if rc != 1:
+        try:
+            name = ResponseCode(rc).name
+        except ValueError:
+            name = "unknown"
+        text = f"{handle}: response code {rc} ({name})"
+        return text + (f": {doc['message']}" if doc.get("message") else "")
+    rows = [("index", "type", "ttl", "data")]
+    for v in doc.get("values", []):
+        data = v.get("data", {})
+        shown = data.get("value") if isinstance(data, dict) else data
+        if not isinstance(shown, str):
+            shown = orjson.dumps(shown).decode("utf-8")
+        rows.append((str(v.get("index")), str(v.get("type")), str(v.get("ttl", "")), shown))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"{handle}"]
+    for r in rows:
+        lines.append(f"{r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}")
+    return "\n".join(lines)
+
+
+def cmd_resolve(args) -> int:
+    """``idnode resolve``: 0 found, 1 any other response code, 2 bad usage or no answer."""
+    try:
+        host, port = _server_address(args.server, 8000 if args.proto == "http" else 2641)
+        if not 0 < args.timeout <= 3600:
+            raise ValueError(f"--timeout {args.timeout:g}: expected 0 < seconds <= 3600")
+    except ValueError as exc:
+        print(f"idnode resolve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.proto == "http":
+            rc, body = _resolve_http(args, host, port)
+        else:
+            rc, body = _resolve_handle(args, host, port)
+    except IdnodeError as exc:
+        print(f"idnode resolve: {exc.message}", file=sys.stderr)
+        return 2
+    if args.json:
+        sys.stdout.buffer.write(body + b"\n")
+        sys.stdout.flush()
+    else:
+        print(_resolve_table(body))
+    return 0 if rc == 1 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -174,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"idnode: {args.file}: OK")
         return 0
+    if args.command == "resolve":
+        return cmd_resolve(args)
     try:
         cfg = config_mod.load(args.config, _overrides(args))
     except ConfigError as exc:

@@ -13,9 +13,9 @@ from resolver.values import HandleValue
 
 def type_matches(vtype: str, types: tuple[str, ...]) -> bool:
     """Reference ``Util.isParentTypeInArray``: ``X.`` matches ``X`` and ``X.*``; ASCII-CI."""
-    vt = vtype.encode("utf-8").upper()
+    vt = vtype.encode("utf-8", "surrogateescape").upper()
     for t in types:
-        t = t.encode("utf-8").upper()
+        t = t.encode("utf-8", "surrogateescape").upper()  # bytes that were not UTF-8 round-trip
         if t.endswith(b"."):
             if vt.startswith(t) or vt == t[:-1]:
                 return True

@@ -92,16 +92,20 @@ class HandleFrontEnd:
             ident = Identifier.parse(body.handle, case_sensitive=self.case_sensitive)
         except InvalidIdentifier as exc:
             return codec.error(env, payload, header, RC_FOR[exc.outcome], exc.message)
-        try:
-            types = tuple(t.decode("utf-8") for t in body.types)
-        except UnicodeDecodeError:
-            return codec.error(env, payload, header, ResponseCode.PROTOCOL_ERROR,
-                               "type is not UTF-8")  # fmt: skip
+        # Types are compared as bytes, as the reference does (Util.isParentTypeInArray): one
+        # that is not UTF-8 matches nothing stored, but is no error.
+        types = tuple(t.decode("utf-8", "surrogateescape") for t in body.types)
         # Until identities exist (registration issue), values without public read are withheld
         # whether or not the request asked for public values only (handle.md §2.1).
         request = ResolveRequest(ident, types, body.indexes, public_only=True)
         result = await self.resolver.resolve(request)
         if result.outcome is Outcome.OK:
-            return codec.respond(env, payload, header, ResponseCode.SUCCESS,
-                                 ResolutionResponse.of(body.handle, result.values))  # fmt: skip
+            reply = codec.respond(env, payload, header, ResponseCode.SUCCESS,
+                                  ResolutionResponse.of(body.handle, result.values))  # fmt: skip
+            if len(reply) - C.ENVELOPE_SIZE <= C.MAX_MESSAGE:
+                return reply
+            # No peer accepts a message over 256 KiB (HNv9 MAX_MESSAGE_LENGTH).
+            return codec.error(env, payload, header, RC_FOR[Outcome.INTERNAL],
+                               f"reply longer than {C.MAX_MESSAGE} bytes: ask for fewer values "
+                               "with type or index filters")  # fmt: skip
         return codec.error(env, payload, header, RC_FOR[result.outcome], result.message)

@@ -16,9 +16,10 @@ import logging
 
 import native
 from resolver.protocols.handle import codec
+from resolver.protocols.handle import constants as C
 from resolver.protocols.handle.codes import ResponseCode
-from resolver.protocols.handle.message import Envelope, HandleProtocolError, Header
-from resolver.protocols.handle.tcp import FrameBuffer
+from resolver.protocols.handle.message import Envelope, Header
+from resolver.protocols.handle.tcp import FrameBuffer, FrameTooLong
 from resolver.servers.handle_frontend import HandleFrontEnd
 from resolver.servers.sockets import listening_socket
 from resolver.store.lmdb_store import LmdbStore
@@ -54,6 +55,7 @@ class HandleTcpProtocol(asyncio.Protocol):
         self.idle: asyncio.TimerHandle | None = None
         self.paused_writing = False
         self.paused_reading = False
+        self.closing_after: bytes | None = None  # the RC 4 reply that ends the connection
 
     # -- connection ----------------------------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -109,6 +111,8 @@ class HandleTcpProtocol(asyncio.Protocol):
     # -- frames --------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         self._touch()
+        if self.closing_after is not None:
+            return  # an over-long frame ended this connection; only owed replies remain
         try:
             for env, frame in self.frames.feed(data):
                 if self.queue or self.worker is not None:
@@ -120,16 +124,23 @@ class HandleTcpProtocol(asyncio.Protocol):
                 else:
                     self.queue.append((env, frame))
                     self.worker = asyncio.get_running_loop().create_task(self._drain())
-        except HandleProtocolError as exc:
-            # Only an over-long frame gets here: answer RC 4 at header level, then hang up.
-            reply = codec.error(Envelope(), b"", Header(0), ResponseCode.PROTOCOL_ERROR,
-                                exc.message)  # fmt: skip
-            self.transport.write(reply)
-            self.transport.close()
+        except FrameTooLong as exc:
+            # RC 4 at header level, after every reply still owed, then hang up.
+            env = exc.envelope
+            version = None if env.major == C.OUR_MAJOR else (C.OUR_MAJOR, C.OUR_MINOR)
+            self.closing_after = codec.error(env, b"", Header(0), ResponseCode.PROTOCOL_ERROR,
+                                             exc.message, version=version)  # fmt: skip
+            if self.worker is None:
+                self._finish()
         except Exception:
             log.exception("E033 unexpected error on a TCP connection")
             self.transport.abort()
         self._update_reading()
+
+    def _finish(self) -> None:
+        if self.closing_after is not None and not self.transport.is_closing():
+            self.transport.write(self.closing_after)
+            self.transport.close()
 
     def _fast(self, frame: bytes) -> bytes | None:
         txn = self.env.begin()
@@ -156,6 +167,7 @@ class HandleTcpProtocol(asyncio.Protocol):
             self.transport.abort()
         finally:
             self.worker = None
+        self._finish()
 
 
 async def start_tcp(store: LmdbStore, frontend: HandleFrontEnd, host: str, port: int,

@@ -27,6 +27,7 @@ from resolver.core.engine import Resolver
 from resolver.core.request import ResolveRequest
 from resolver.errors import InvalidIdentifier, Outcome
 from resolver.identifier import Identifier
+from resolver.protocols.handle import constants as handle_constants
 from resolver.protocols.handle.codes import RC_FOR, ResponseCode
 from resolver.protocols.http import codec
 from resolver.record import Record, pack
@@ -360,6 +361,26 @@ def test_constants_match_the_resolver():
     assert C.MAX_HANDLE == identifier.MAX_HANDLE
     assert C.MAX_PREFIX == identifier.MAX_PREFIX
     assert C.NA_PREFIX == identifier.NA_PREFIX.encode()
+    assert C.PROTOCOL_MAJOR == handle_constants.OUR_MAJOR
+    assert C.PROTOCOL_MINOR == handle_constants.OUR_MINOR
+    assert C.FLAG_REQUEST_DIGEST == handle_constants.FLAG_REQUEST_DIGEST
+    assert C.FLAGS_NOT_FAST == handle_constants.FLAG_CERTIFY | handle_constants.FLAG_ENCRYPT
+    # the pure twin's message offsets
+    assert python_twin._ENV == handle_constants.ENVELOPE_SIZE
+    assert python_twin._HEADER_LEN == handle_constants.HEADER_SIZE
+    assert python_twin._HDR_END == handle_constants.ENVELOPE_SIZE + handle_constants.HEADER_SIZE
+
+
+def test_cython_constants_match(cython_twin_or_none):
+    """The C constants compiled into the Cython twin are the ones native.constants states."""
+    if cython_twin_or_none is None:
+        assert native.NO_EXTENSIONS  # not built: allowed only when extensions are off
+        return
+    compiled = dict(cython_twin_or_none._CONSTANTS)
+    assert compiled.pop("ENV") == handle_constants.ENVELOPE_SIZE
+    assert compiled.pop("HDR_END") == handle_constants.ENVELOPE_SIZE + handle_constants.HEADER_SIZE
+    assert compiled == {name: getattr(C, name) for name in compiled}
+    assert set(compiled) == {n for n in vars(C) if n.isupper() and n != "NA_PREFIX"}
 
 
 def test_value_offsets_are_where_the_encoding_puts_them():

@@ -58,6 +58,18 @@ class ResponseCode(enum.IntEnum):
     AUTHEN_TIMEOUT = 405
     #: Authentication could not be performed.
     AUTHEN_ERROR = 406
+    #: The session timed out.
+    SESSION_TIMEOUT = 500
+    #: The session failed.
+    SESSION_FAILED = 501
+    #: The session key is invalid.
+    INVALID_SESSION_KEY = 502
+    #: Session key exchange needs an RSA key.
+    NEED_RSAKEY_FOR_SESSIONEXCHANGE = 503
+    #: The session set-up request is invalid.
+    INVALID_SESSIONSETUP_REQUEST = 504
+    #: A session message was rejected (replayed counter).
+    SESSION_MESSAGE_REJECTED = 505
 
 
 #: Outcome → Handle response code.  Total: tests/meta checks every Outcome has an entry.

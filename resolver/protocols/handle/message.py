@@ -12,7 +12,7 @@ Layout (RFC 3652 §2.2; handle.md §3.2; all integers big-endian)::
       1  u8   minor version            1..11
       2  u16  flags                    0x8000 compressed, 0x4000 encrypted, 0x2000 truncated;
                                        low 2 bits of byte 2 = suggested major, byte 3 =
-                                       suggested minor (0: same as the actual version)
+                                       suggested minor (major 0: same as the actual version)
       4  u32  session id
       8  u32  request id               echoed in the response
       12 u32  sequence number          UDP packet number, 0-based
@@ -85,9 +85,10 @@ class Envelope:
 
     @property
     def suggested(self) -> tuple[int, int]:
-        """The sender's suggested version (HNv9), or the actual one when none is given."""
+        """The sender's suggested version (HNv9), or the actual one when the suggested major is
+        0 (reference ``Encoder.decodeEnvelope``)."""
         major, minor = (self.flags >> 8) & 0x03, self.flags & 0xFF
-        if minor == 0:
+        if major == 0:
             return self.major, self.minor
         return major, minor
 

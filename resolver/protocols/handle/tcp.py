@@ -13,6 +13,14 @@ from resolver.protocols.handle import constants as C
 from resolver.protocols.handle.message import Envelope, HandleProtocolError
 
 
+class FrameTooLong(HandleProtocolError):
+    """A frame announced a message longer than 256 KiB; ``envelope`` is the offending one."""
+
+    def __init__(self, envelope: Envelope) -> None:
+        super().__init__(f"message longer than {C.MAX_MESSAGE} bytes")
+        self.envelope = envelope
+
+
 class FrameBuffer:
     __slots__ = ("_buf",)
 
@@ -29,7 +37,7 @@ class FrameBuffer:
         while len(buf) >= C.ENVELOPE_SIZE:
             env = Envelope.from_wire(buf)
             if env.length > C.MAX_MESSAGE:
-                raise HandleProtocolError(f"message longer than {C.MAX_MESSAGE} bytes")
+                raise FrameTooLong(env)
             end = C.ENVELOPE_SIZE + env.length
             if len(buf) < end:
                 return
