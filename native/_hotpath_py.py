@@ -105,6 +105,12 @@ def _lookup(key: bytes, txn, records_db, prefixes_db):
     return _MISS if blob is None else bytes(blob)
 
 
+def _fetch(handle: bytes, case_sensitive: bool, txn, records_db, prefixes_db):
+    """``_lookup`` of a handle as the client wrote it; None also for an invalid handle."""
+    key = normalize_key(handle, case_sensitive)
+    return None if key is None else _lookup(key, txn, records_db, prefixes_db)
+
+
 def _select(blob: bytes, types, indexes, json: bool):
     """The stored slices to answer with: ``(whole, parts)``.
 
@@ -167,10 +173,7 @@ def http_resolve(handle, types, indexes, public_only, txn, records_db, prefixes_
     """
     if not public_only:
         return None
-    key = normalize_key(handle, case_sensitive)
-    if key is None:
-        return None
-    blob = _lookup(key, txn, records_db, prefixes_db)
+    blob = _fetch(handle, case_sensitive, txn, records_db, prefixes_db)
     if blob is None:
         return None
     if blob is _MISS:
@@ -252,10 +255,7 @@ def handle_resolve(data, txn, records_db, prefixes_db, case_sensitive=False):
         p += 4 + tl
     if p != end:
         return None
-    key = normalize_key(handle, case_sensitive)
-    if key is None:
-        return None
-    blob = _lookup(key, txn, records_db, prefixes_db)
+    blob = _fetch(handle, case_sensitive, txn, records_db, prefixes_db)
     if blob is None:
         return None
     if blob is _MISS:

@@ -37,6 +37,7 @@ from resolver.protocols.handle.message import (
 )  # fmt: skip
 from resolver.protocols.handle.udp import Reassembler, split
 from resolver.values import HandleValue
+from proc import children
 
 NO_REPLY = None
 OK, ERROR = "ok", "error"
@@ -467,23 +468,6 @@ def handle_port(banner: str) -> int:
     m = _HANDLE_BANNER.search(banner)
     assert m, f"no handle:// address in the banner: {banner!r}"
     return int(m.group(1))
-
-
-def children(pid: int) -> set[int]:
-    """Live (non-zombie) children of ``pid``, from /proc."""
-    out = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if int(fields[1]) == pid and fields[0] != b"Z":
-            out.add(int(entry))
-    return out
 
 
 def udp_batch(port: int, items: list[tuple[int, Data]], *, expected_replies: set[int],

@@ -24,6 +24,7 @@ from resolver.protocols.handle.message import (
     Envelope, Header, Message, Opaque, ResolutionRequest, envelope_flags,
 )  # fmt: skip
 from resolver.protocols.handle.udp import split
+from proc import children as _children
 
 pytestmark = [pytest.mark.wire, pytest.mark.slow]
 
@@ -39,21 +40,6 @@ def _handle_port(banner: str) -> int:
     m = re.search(r"handle://127\.0\.0\.1:(\d+)", banner)
     assert m, banner
     return int(m.group(1))
-
-
-def _children(pid: int) -> set[int]:
-    out = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as fh:
-                    stat = fh.read()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(b")") + 2 :].split()
-            if int(fields[1]) == pid and fields[0] != b"Z":
-                out.add(int(entry))
-    return out
 
 
 def _rss_kib(pid: int) -> int:

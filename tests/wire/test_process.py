@@ -20,6 +20,7 @@ import lmdb
 import pytest
 
 from resolver.store import schema
+from proc import children
 
 pytestmark = pytest.mark.wire
 
@@ -27,23 +28,6 @@ REPO = Path(__file__).resolve().parents[2]
 DRAIN_BOUND = 10.0 + 5.0  # drain_seconds (10 s) plus a margin for start-up and exit
 DEMO1_HEAD = b'{"responseCode":1,"handle":"88.118.8/demo-1","values":[{"index":1,"type":"URL"'
 REQUEST = b"GET /api/handles/88.118.8/demo-1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-
-
-def children(pid: int) -> set[int]:
-    """Live children of ``pid`` (scanning /proc/*/stat; zombies excluded)."""
-    out = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if int(fields[1]) == pid and fields[0] != b"Z":
-            out.add(int(entry))
-    return out
 
 
 def alive(pid: int) -> bool:
