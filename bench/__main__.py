@@ -1,7 +1,8 @@
 """``python -m bench SCENARIO [options]``: run one benchmark scenario.
 
-Scenarios are registered in ``SCENARIOS`` (name → module with ``main(argv) -> int`` and a
-one-line description); modules are imported only when their scenario runs.
+Scenarios are registered in ``SCENARIOS`` (name → ``module`` or ``module:function``, whose
+``main(argv) -> int`` or that function runs it, and a one-line description); modules are
+imported only when their scenario runs.
 """
 
 from __future__ import annotations
@@ -11,13 +12,19 @@ import sys
 
 SCENARIOS = {
     "http": ("bench.http", "idnode REST resolution vs an aiohttp fixed-JSON floor, driven by wrk"),
+    "handle-udp": ("bench.handle:main_udp",
+                   "idnode Handle resolution over UDP vs Knot DNS, C load generator"),
+    "handle-tcp": ("bench.handle:main_tcp",
+                   "same over TCP, one request outstanding per connection"),
+    "handle-tcp-pipelined": ("bench.handle:main_tcp_pipelined",
+                             "same over TCP, 16 requests outstanding per connection"),
 }
 
 
 def usage() -> str:
     lines = ["usage: python -m bench SCENARIO [options]   (python -m bench SCENARIO --help)", "",
              "scenarios:"]  # fmt: skip
-    lines += [f"  {name:12s} {text}" for name, (_mod, text) in SCENARIOS.items()]
+    lines += [f"  {name:21s} {text}" for name, (_mod, text) in SCENARIOS.items()]
     return "\n".join(lines)
 
 
@@ -30,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     if name not in SCENARIOS:
         print(f"unknown scenario {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    return importlib.import_module(SCENARIOS[name][0]).main(rest)
+    module, _, function = SCENARIOS[name][0].partition(":")
+    return getattr(importlib.import_module(module), function or "main")(rest)
 
 
 if __name__ == "__main__":

@@ -21,13 +21,9 @@ import contextlib
 import http.client
 import json
 import os
-import platform
 import random
 import re
-import resource
-import selectors
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -37,11 +33,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench import data
+from bench.common import (NOISY_CORES, Server, children_cpu, idnode_argv, machine, machine_busy,
+                          pin, versions)  # fmt: skip
 
-ROOT = Path(__file__).resolve().parent.parent
 MIN_RATIO = 0.9
 MAX_P99_MS = 5.0
-NOISY_CORES = 0.15  # other load above this during a run makes its figures suspect
 INSTALL_WRK = (
     "wrk is not installed (it is the HTTP load generator of this benchmark).\n"
     "Install it, e.g. on Debian or Ubuntu:\n"
@@ -93,7 +89,6 @@ class WrkResult:
     other_cores: float = 0.0  # CPU busy with neither the server nor wrk, in cores (noise)
 
 
-_TICKS = os.sysconf("SC_CLK_TCK")
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 _SIZES = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
 
@@ -129,102 +124,6 @@ def parse_wrk(out: str) -> WrkResult:
 
 
 # -- processes ---------------------------------------------------------------------------------
-def _machine_busy() -> tuple[float, float]:
-    """(busy, steal) CPU seconds of the whole machine since boot, from /proc/stat."""
-    with open("/proc/stat") as fh:
-        f = [int(x) for x in fh.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = f
-    return (user + nice + system + irq + softirq) / _TICKS, steal / _TICKS
-
-
-def _children_cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
-def _pin(cpu: int | None):
-    if cpu is None:
-        return None
-    return lambda: os.sched_setaffinity(0, {cpu})
-
-
-class Server:
-    """A server process in its own session; stopped with SIGTERM, then SIGKILL to its group."""
-
-    def __init__(self, name: str, argv: list[str], banner: str, *, env=None, cpu=None,
-                 log_path: Path) -> None:  # fmt: skip
-        self.name = name
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._log, env=env,
-                                     cwd=ROOT, start_new_session=True,
-                                     preexec_fn=_pin(cpu))  # fmt: skip
-        self.banner_line = self._read_line(banner, timeout=60)
-        m = re.search(r"http://([^/\s]+):(\d+)/api/handles/", self.banner_line)
-        if not m:
-            self.stop()
-            raise RuntimeError(f"{name}: no address in its banner: {self.banner_line!r}")
-        self.host, self.port = m.group(1), int(m.group(2))
-
-    def _read_line(self, pattern: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        try:
-            while time.monotonic() < deadline:
-                if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
-                    continue
-                line = self.proc.stdout.readline().decode("utf-8", "replace")
-                if not line:
-                    break  # exited
-                if re.search(pattern, line):
-                    return line.strip()
-        finally:
-            sel.close()
-        self.stop()
-        raise RuntimeError(f"{self.name} did not start; its log:\n{self.log()}")
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of every process in the server's session (supervisor, workers)."""
-        total = 0
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                    fields = fh.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            # After the command name: state, ppid, pgrp, session, …, utime (12th), stime (13th).
-            if int(fields[3]) == self.proc.pid:
-                total += int(fields[11]) + int(fields[12])
-        return total / _TICKS
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        # The supervisor is gone; a worker left behind in its session would keep the port.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.stdout.close()
-        self._log.close()
-        return self.proc.returncode
-
-
 def get(host: str, port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
@@ -298,44 +197,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _idnode_argv() -> list[str]:
-    exe = shutil.which("idnode", path=os.path.dirname(sys.executable))
-    return [exe] if exe else [sys.executable, "-m", "resolver"]
-
-
-def _machine() -> str:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (f"{os.cpu_count()} cores {model}, Linux {platform.release()}, "
-            f"Python {platform.python_version()}")  # fmt: skip
-
-
-def _versions() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = []
-    for name in ("aiohttp", "uvloop", "lmdb"):
-        try:
-            out.append(f"{name} {version(name)}")
-        except PackageNotFoundError:
-            out.append(f"{name} missing")
-    return ", ".join(out)
-
-
 def run_wrk(wrk: str, args, lua: Path, server: Server, duration: int, cpu) -> WrkResult:
     url = f"http://{server.host}:{server.port}/api/handles/{data.handle(1)}"
     argv = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}s", "--latency",
             "-s", str(lua), url]  # fmt: skip
 
     def snapshot() -> tuple[float, ...]:
-        return (server.cpu_seconds(), _children_cpu(), *_machine_busy(), time.monotonic())
+        return (server.cpu_seconds(), children_cpu(), *machine_busy(), time.monotonic())
 
     cpu0, wrk0, busy0, steal0, t0 = snapshot()
-    done = subprocess.run(argv, capture_output=True, text=True, preexec_fn=_pin(cpu),
+    done = subprocess.run(argv, capture_output=True, text=True, preexec_fn=pin(cpu),
                           timeout=duration + 120)  # fmt: skip
     cpu1, wrk1, busy1, steal1, t1 = snapshot()
     if done.returncode != 0:
@@ -369,7 +240,7 @@ def measure(args, wrk: str, store: Path, tmp: Path, servers: list[Server],
     env.pop("IDNODE_NO_EXTENSIONS", None)
     if args.pure:
         env["IDNODE_NO_EXTENSIONS"] = "1"
-    serve = [*_idnode_argv(), "serve", "--data", str(store), "--workers", "1",
+    serve = [*idnode_argv(), "serve", "--data", str(store), "--workers", "1",
              "--host", "127.0.0.1", "--http-port", "0"]  # fmt: skip
     idnode = Server("idnode", serve, r"http://\S+/api/handles/", env=env, cpu=server_cpu,
                     log_path=tmp / "idnode.log")  # fmt: skip
@@ -496,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     cores = sorted(os.sched_getaffinity(0))
     pins = (cores[0], cores[1]) if args.pin and len(cores) >= 2 else (None, None)
 
-    print(f"bench http: {_machine()}; {_versions()}")
+    print(f"bench http: {machine()}; {versions()}")
     store = data.ensure_store(args.records, args.seed, build_dir=args.build_dir,
                               regenerate=args.regenerate)  # fmt: skip
     data.prefault(store)

@@ -1,0 +1,168 @@
+"""What every benchmark scenario shares: server processes, CPU accounting, pinning, the machine.
+
+``Server`` runs a server in its own session (so its workers can be found and stopped together),
+waits for its start-up banner and reads its address from it; ``cpu_seconds`` adds up the CPU of
+every process in that session.  ``machine_busy`` and ``children_cpu`` measure, around a run, the
+CPU spent on anything but the server and the load generator (other load, hypervisor steal) so a
+noisy run can say so.  ``pin`` places a child process on one core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import resource
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOISY_CORES = 0.15  # other load above this during a run makes its figures suspect
+TICKS = os.sysconf("SC_CLK_TCK")
+#: The REST address in idnode's banner; any ``address`` pattern gives (host, port) as groups.
+HTTP_ADDRESS = r"http://([^/\s]+):(\d+)/api/handles/"
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine since boot, from /proc/stat."""
+    with open("/proc/stat") as fh:
+        f = [int(x) for x in fh.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = f
+    return (user + nice + system + irq + softirq) / TICKS, steal / TICKS
+
+
+def children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def pin(cpu: int | None):
+    """A ``preexec_fn`` placing the child on core ``cpu`` (None: no placement)."""
+    if cpu is None:
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+class Server:
+    """A server process in its own session; stopped with SIGTERM, then SIGKILL to its group.
+
+    ``banner`` is a pattern of the stdout line announcing it is listening (None: do not wait);
+    ``address`` a pattern of that line whose two groups are the host and port (None: the caller
+    sets ``host`` and ``port``).
+    """
+
+    def __init__(self, name: str, argv: list[str], banner: str | None, *, env=None, cpu=None,
+                 log_path: Path, address: str | None = HTTP_ADDRESS) -> None:  # fmt: skip
+        self.name = name
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._log, env=env,
+                                     cwd=ROOT, start_new_session=True,
+                                     preexec_fn=pin(cpu))  # fmt: skip
+        self.host, self.port = "", 0
+        self.banner_line = self._read_line(banner, timeout=60) if banner is not None else ""
+        if banner is not None and address is not None:
+            m = re.search(address, self.banner_line)
+            if not m:
+                self.stop()
+                raise RuntimeError(f"{name}: no address in its banner: {self.banner_line!r}")
+            self.host, self.port = m.group(1), int(m.group(2))
+
+    def _read_line(self, pattern: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        try:
+            while time.monotonic() < deadline:
+                if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
+                    continue
+                line = self.proc.stdout.readline().decode("utf-8", "replace")
+                if not line:
+                    break  # exited
+                if re.search(pattern, line):
+                    return line.strip()
+        finally:
+            sel.close()
+        self.stop()
+        raise RuntimeError(f"{self.name} did not start; its log:\n{self.log()}")
+
+    def log(self) -> str:
+        if not self._log.closed:  # also read after stop(), which closes it
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of every process in the server's session (supervisor, workers)."""
+        total = 0
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                    fields = fh.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            # After the command name: state, ppid, pgrp, session, …, utime (12th), stime (13th).
+            if int(fields[3]) == self.proc.pid:
+                total += int(fields[11]) + int(fields[12])
+        return total / TICKS
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        # The supervisor is gone; a worker left behind in its session would keep the port.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.stdout.close()
+        self._log.close()
+        return self.proc.returncode
+
+
+def idnode_argv() -> list[str]:
+    exe = shutil.which("idnode", path=os.path.dirname(sys.executable))
+    return [exe] if exe else [sys.executable, "-m", "resolver"]
+
+
+def machine() -> str:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (f"{os.cpu_count()} cores {model}, Linux {platform.release()}, "
+            f"Python {platform.python_version()}")  # fmt: skip
+
+
+def versions(names=("aiohttp", "uvloop", "lmdb")) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in names:
+        try:
+            out.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            out.append(f"{name} missing")
+    return ", ".join(out)
+
+
+def pins(enabled: bool) -> tuple[int | None, int | None]:
+    """(load generator core, server core): the first two cores allowed, or no pinning."""
+    cores = sorted(os.sched_getaffinity(0))
+    return (cores[0], cores[1]) if enabled and len(cores) >= 2 else (None, None)
