@@ -113,6 +113,38 @@ class Server:
                 total += int(fields[11]) + int(fields[12])
         return total / TICKS
 
+    def pids(self) -> list[int]:
+        """Every process of the server's session (supervisor, workers)."""
+        out = []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                    fields = fh.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == self.proc.pid:
+                out.append(int(entry.name))
+        return out
+
+    def pin_threads(self, cpu: int | None) -> int:
+        """Move every thread of the server onto core ``cpu``; → threads moved.
+
+        Needed for servers that place their own threads: knotd binds each worker thread to
+        core (worker number mod online cores), whatever affinity it was started with."""
+        if cpu is None:
+            return 0
+        moved = 0
+        for pid in self.pids():
+            with contextlib.suppress(FileNotFoundError):  # exited meanwhile
+                for tid in map(int, os.listdir(f"/proc/{pid}/task")):
+                    with contextlib.suppress(ProcessLookupError):
+                        if os.sched_getaffinity(tid) != {cpu}:
+                            os.sched_setaffinity(tid, {cpu})
+                            moved += 1
+        return moved
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 

@@ -425,6 +425,7 @@ def measure(args, setup: Setup, tmp: Path, servers: list[Server], knotd: str | N
     implementation = m.group(1) if m else "unknown"
     fast_path = handle_fast_path(env)
     wait_idnode(idnode, tcp)
+    idnode.pin_threads(setup.server_cpu)
     sample = sorted({1, args.records, *rng.sample(range(1, args.records + 1),
                                                    min(args.records, 30))})  # fmt: skip
     problems = check_idnode(idnode, sample, args.seed, tcp)
@@ -438,6 +439,9 @@ def measure(args, setup: Setup, tmp: Path, servers: list[Server], knotd: str | N
                                       cpu=setup.server_cpu, log_path=tmp / "knot.log",
                                       seed=args.seed)  # fmt: skip
         servers.append(knot_server)
+        # knotd binds its worker threads to cores itself (worker n to core n mod cores): its one
+        # UDP worker would share the generator's core.  Every thread goes to the server core.
+        knot_moved = knot_server.pin_threads(setup.server_cpu)
         names = range(1, args.zone_records + 1)
         zsample = sorted({1, args.zone_records, *rng.sample(names, min(len(names), 30))})
         problems = check_knot(knot_server, zsample, args.seed, tcp)
@@ -448,6 +452,7 @@ def measure(args, setup: Setup, tmp: Path, servers: list[Server], knotd: str | N
                        r"^reflect: ", cpu=setup.server_cpu, log_path=tmp / "reflect.log",
                        address=r"reflect: ([\d.]+):(\d+)")  # fmt: skip
     servers.append(reflector)
+    reflector.pin_threads(setup.server_cpu)
 
     print(f"idnode: {idnode.banner_line}")
     print(f"hot path: {implementation}" + (" (IDNODE_NO_EXTENSIONS=1)" if args.pure else "")
@@ -455,8 +460,10 @@ def measure(args, setup: Setup, tmp: Path, servers: list[Server], knotd: str | N
     if not args.pure and implementation != "cython":
         print("warning: the Cython extension is not in use; build it with `make build`")
     if knot_server is not None:
+        moved = (f"; {knot_moved} of its threads moved to cpu {setup.server_cpu}"
+                 if knot_moved else "")  # fmt: skip
         print(f"knot: {knot.version(knotd)}, 127.0.0.1:{knot_server.port}, "
-              f"{args.zone_records:,} names, 1 UDP + 1 TCP worker")  # fmt: skip
+              f"{args.zone_records:,} names, 1 UDP + 1 TCP worker{moved}")  # fmt: skip
     load = (f"window {setup.window}" if setup.transport == "udp"
             else f"{setup.conns} connections × {setup.depth} outstanding")  # fmt: skip
     placement = (f"generator on cpu {setup.gen_cpu}, servers on cpu {setup.server_cpu}"
@@ -493,6 +500,10 @@ def measure(args, setup: Setup, tmp: Path, servers: list[Server], knotd: str | N
                     raise RuntimeError(f"{server.name} died during the run; its log:\n"
                                        f"{server.log()}")  # fmt: skip
 
+    for server, _proto, _reqs in targets:
+        if server.pin_threads(setup.server_cpu):
+            print(f"warning: threads of {server.name} had left cpu {setup.server_cpu} during the "
+                  f"runs; its figures were measured on other cores")  # fmt: skip
     problems = check_idnode(idnode, sample, args.seed, tcp)
     bad = sum(x.bad for x in full["idnode"] + half["idnode"])
     if bad:

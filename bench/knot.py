@@ -6,7 +6,8 @@
 servers look up one key among many and send an answer of similar size.  ``start_knot`` writes a
 configuration with one UDP, one TCP and one background worker listening on 127.0.0.1 only, its
 run and storage directories under ``bench/.build/knot/``, and runs ``knotd`` in the foreground as
-a ``bench.common.Server``; it returns once Knot answers.  Also the DNS wire bits the benchmark
+a ``bench.common.Server``; it returns once Knot answers (knotd pins its worker threads to cores
+itself; the caller moves them with ``Server.pin_threads``).  Also the DNS wire bits the benchmark
 needs: ``query`` (a TXT question) and ``txt_answer`` (checks an answer, returns its strings).
 """
 
