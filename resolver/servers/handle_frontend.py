@@ -18,7 +18,7 @@ from resolver.errors import IdnodeError, InvalidIdentifier, Outcome
 from resolver.identifier import Identifier
 from resolver.protocols.handle import codec
 from resolver.protocols.handle import constants as C
-from resolver.protocols.handle.codes import RC_FOR, ResponseCode
+from resolver.protocols.handle.codes import RC_FOR
 from resolver.protocols.handle.message import (
     Envelope, HandleProtocolError, Header, Message, ResolutionRequest, ResolutionResponse,
     SiteInfoResponse,
@@ -60,22 +60,22 @@ class HandleFrontEnd:
             return None  # a response sent to us: never answer one (no reflection loops)
         if env.major != C.OUR_MAJOR:
             # RC 4 "with our version": the reply is written at ours since the client's is unknown.
-            return codec.error(env, payload, header, ResponseCode.PROTOCOL_ERROR,
+            return codec.error(env, payload, header, RC_FOR[Outcome.MALFORMED],
                                f"unsupported protocol version {env.major}.{env.minor}",
                                version=(C.OUR_MAJOR, C.OUR_MINOR))  # fmt: skip
         if env.compressed or env.encrypted:
-            return codec.error(env, payload, header, ResponseCode.PROTOCOL_ERROR,
+            return codec.error(env, payload, header, RC_FOR[Outcome.MALFORMED],
                                "compressed or encrypted messages are not supported")  # fmt: skip
         try:
             msg = Message.from_parts(env, payload)
         except HandleProtocolError as exc:
-            return codec.error(env, payload, header, ResponseCode.PROTOCOL_ERROR, exc.message)
+            return codec.error(env, payload, header, RC_FOR[Outcome.MALFORMED], exc.message)
         try:
             if header.opcode not in SUPPORTED:
-                return codec.error(env, payload, header, ResponseCode.OPERATION_NOT_SUPPORTED,
+                return codec.error(env, payload, header, RC_FOR[Outcome.NOT_SUPPORTED],
                                    "Operation not supported")  # fmt: skip
             if header.opflags & C.FLAG_ENCRYPT:
-                return codec.error(env, payload, header, ResponseCode.OPERATION_NOT_SUPPORTED,
+                return codec.error(env, payload, header, RC_FOR[Outcome.NOT_SUPPORTED],
                                    "Encrypted responses need a session")  # fmt: skip
             if header.opcode == C.OpCode.GET_SITE_INFO:
                 return codec.respond(env, payload, header, 1, SiteInfoResponse(self.site))
@@ -100,7 +100,7 @@ class HandleFrontEnd:
         request = ResolveRequest(ident, types, body.indexes, public_only=True)
         result = await self.resolver.resolve(request)
         if result.outcome is Outcome.OK:
-            reply = codec.respond(env, payload, header, ResponseCode.SUCCESS,
+            reply = codec.respond(env, payload, header, RC_FOR[Outcome.OK],
                                   ResolutionResponse.of(body.handle, result.values))  # fmt: skip
             if len(reply) - C.ENVELOPE_SIZE <= C.MAX_MESSAGE:
                 return reply

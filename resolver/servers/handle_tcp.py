@@ -17,7 +17,8 @@ import logging
 import native
 from resolver.protocols.handle import codec
 from resolver.protocols.handle import constants as C
-from resolver.protocols.handle.codes import ResponseCode
+from resolver.errors import Outcome
+from resolver.protocols.handle.codes import RC_FOR
 from resolver.protocols.handle.message import Envelope, Header
 from resolver.protocols.handle.tcp import FrameBuffer, FrameTooLong
 from resolver.servers.handle_frontend import HandleFrontEnd
@@ -128,7 +129,7 @@ class HandleTcpProtocol(asyncio.Protocol):
             # RC 4 at header level, after every reply still owed, then hang up.
             env = exc.envelope
             version = None if env.major == C.OUR_MAJOR else (C.OUR_MAJOR, C.OUR_MINOR)
-            self.closing_after = codec.error(env, b"", Header(0), ResponseCode.PROTOCOL_ERROR,
+            self.closing_after = codec.error(env, b"", Header(0), RC_FOR[Outcome.MALFORMED],
                                              exc.message, version=version)  # fmt: skip
             if self.worker is None:
                 self._finish()
