@@ -4,7 +4,8 @@
 waits for its start-up banner and reads its address from it; ``cpu_seconds`` adds up the CPU of
 every process in that session.  ``machine_busy`` and ``children_cpu`` measure, around a run, the
 CPU spent on anything but the server and the load generator (other load, hypervisor steal) so a
-noisy run can say so.  ``pin`` places a child process on one core.
+noisy run can say so.  ``pin`` places a child process on one core; ``MemoryLock`` keeps a store
+in memory.
 """
 
 from __future__ import annotations
@@ -35,6 +36,20 @@ def machine_busy() -> tuple[float, float]:
         f = [int(x) for x in fh.readline().split()[1:9]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = f
     return (user + nice + system + irq + softirq) / TICKS, steal / TICKS
+
+
+def core_ticks() -> dict[int, tuple[int, int]]:
+    """{core: (busy, total)} clock ticks since boot, from /proc/stat; busy excludes idle, I/O
+    wait and time stolen by the hypervisor."""
+    out = {}
+    with open("/proc/stat") as fh:
+        for line in fh:
+            if line.startswith("cpu") and line[3].isdigit():
+                name, *f = line.split()
+                user, nice, system, idle, iowait, irq, softirq, steal = map(int, f[:8])
+                busy = user + nice + system + irq + softirq
+                out[int(name[3:])] = (busy, busy + idle + iowait + steal)
+    return out
 
 
 def children_cpu() -> float:
@@ -113,6 +128,17 @@ class Server:
                 total += int(fields[11]) + int(fields[12])
         return total / TICKS
 
+    def major_faults(self) -> int:
+        """Page faults that waited for the disk, summed over the server's processes."""
+        total = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as fh:
+                    total += int(fh.read().rsplit(b")", 1)[1].split()[9])  # majflt
+            except OSError:
+                continue
+        return total
+
     def pids(self) -> list[int]:
         """Every process of the server's session (supervisor, workers)."""
         out = []
@@ -164,6 +190,47 @@ class Server:
         self.proc.stdout.close()
         self._log.close()
         return self.proc.returncode
+
+
+class MemoryLock:
+    """Holds the pages of a file in memory (``mlock`` of a read-only shared mapping) until
+    ``close()``.  Some systems page idle page cache out even with memory to spare (proactive
+    reclaim in virtual machines); a locked store cannot make a measured request wait for the
+    disk.  ``error`` says why locking failed (typically RLIMIT_MEMLOCK for a non-root user)."""
+
+    def __init__(self, path: Path) -> None:
+        import ctypes
+
+        self.error = ""
+        self.size = os.path.getsize(path)
+        self._addr = None
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_int, ctypes.c_long]  # fmt: skip
+        libc.mlock.argtypes = libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        self._libc = libc
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            addr = libc.mmap(None, self.size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+        finally:
+            os.close(fd)
+        if addr in (None, ctypes.c_void_p(-1).value):
+            self.error = os.strerror(ctypes.get_errno())
+            return
+        self._addr = addr
+        if libc.mlock(addr, self.size) != 0:
+            self.error = os.strerror(ctypes.get_errno())
+            self.close()
+
+    @property
+    def locked(self) -> bool:
+        return self._addr is not None
+
+    def close(self) -> None:
+        if self._addr is not None:
+            self._libc.munmap(self._addr, self.size)  # also unlocks
+            self._addr = None
 
 
 def idnode_argv() -> list[str]:

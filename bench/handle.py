@@ -46,8 +46,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench import data, knot
-from bench.common import (NOISY_CORES, Server, children_cpu, idnode_argv, machine, machine_busy,
-                          pin, pins, versions)  # fmt: skip
+from bench.common import (NOISY_CORES, MemoryLock, Server, children_cpu, core_ticks, idnode_argv,
+                          machine, machine_busy, pin, pins, versions)  # fmt: skip
 
 MIN_RATIO = 0.8
 MAX_HALF_P99_MS = 2.0
@@ -55,6 +55,7 @@ LOADGEN_SOURCE = Path(__file__).resolve().with_name("loadgen.c")
 CFLAGS = ["-O2", "-Wall"]
 HANDLE_ADDRESS = r"handle://([^/\s]+):(\d+)"
 LOST_WARN = 0.001  # lost / answered above this in a run is worth a warning
+SATURATED = 0.9  # a server's core busier than this at maximum load: the server set the pace
 INSTALL_CC = (
     "No C compiler found (the benchmark compiles its load generator, bench/loadgen.c).\n"
     "Install one, e.g. on Debian or Ubuntu:\n"
@@ -116,13 +117,15 @@ class GenResult:
     window_full: int = 0  # open loop: times a due request waited for a free slot
     rate: float = 0.0  # open loop: the rate asked for (0: closed window)
     gen_cpu: float = 0.0  # the generator's own CPU, in cores
+    major_faults: int = 0  # the server's page faults that waited for the disk
+    server_core: float = 0.0  # how busy the server's core was (0..1; pinned runs only)
     cpu_us: float = 0.0  # server CPU (user + system, all its processes) per answer
     other_cores: float = 0.0  # CPU busy with neither the server nor the generator (noise)
 
 
 def run_gen(gen: Path, *, proto: str, transport: str, server: Server, requests: Path,
             duration: float, cpu, window: int, conns: int, depth: int, rate: float = 0.0,
-            timeout_ms: float = 100.0) -> GenResult:  # fmt: skip
+            timeout_ms: float = 100.0, server_cpu: int | None = None) -> GenResult:  # fmt: skip
     argv = [str(gen), "run", "--proto", proto, "--transport", transport,
             "--target", f"{server.host}:{server.port}", "--requests", str(requests),
             "--duration", str(duration), "--timeout-ms", str(timeout_ms)]  # fmt: skip
@@ -134,12 +137,15 @@ def run_gen(gen: Path, *, proto: str, transport: str, server: Server, requests: 
         argv += ["--rate", f"{rate:.0f}"]
 
     def snapshot() -> tuple[float, ...]:
-        return (server.cpu_seconds(), children_cpu(), *machine_busy(), time.monotonic())
+        return (server.cpu_seconds(), server.major_faults(), children_cpu(), *machine_busy(),
+                time.monotonic())  # fmt: skip
 
-    cpu0, gen0, busy0, steal0, t0 = snapshot()
+    cores0 = core_ticks()
+    cpu0, faults0, gen0, busy0, steal0, t0 = snapshot()
     done = subprocess.run(argv, capture_output=True, text=True, preexec_fn=pin(cpu),
                           timeout=duration + 120)  # fmt: skip
-    cpu1, gen1, busy1, steal1, t1 = snapshot()
+    cpu1, faults1, gen1, busy1, steal1, t1 = snapshot()
+    cores1 = core_ticks()
     if done.returncode != 0:
         raise RuntimeError(f"loadgen failed ({done.returncode}):\n{done.stdout}{done.stderr}")
     try:
@@ -149,8 +155,11 @@ def run_gen(gen: Path, *, proto: str, transport: str, server: Server, requests: 
     res = GenResult(**{k: out[k] for k in ("qps", "p50_us", "p90_us", "p99_us", "p999_us",
                                            "max_us", "sent", "answered", "bad", "lost", "stale",
                                            "reconnects", "window_full", "rate")},
-                    gen_cpu=out["cpu"])  # fmt: skip
+                    gen_cpu=out["cpu"], major_faults=faults1 - faults0)  # fmt: skip
     res.cpu_us = round((cpu1 - cpu0) / max(res.answered, 1) * 1e6, 2)
+    if server_cpu in cores0 and server_cpu in cores1:
+        (b0, n0), (b1, n1) = cores0[server_cpu], cores1[server_cpu]
+        res.server_core = round((b1 - b0) / max(n1 - n0, 1), 3)
     other = (busy1 - busy0) - (cpu1 - cpu0) - (gen1 - gen0) + (steal1 - steal0)
     res.other_cores = round(max(other, 0.0) / (t1 - t0), 3)
     return res
@@ -335,6 +344,8 @@ def _parser(scenario: str) -> argparse.ArgumentParser:
                    help="a request unanswered this long is lost and re-issued (100)")  # fmt: skip
     p.add_argument("--pool", type=int, default=100_000,
                    help="distinct pre-built requests per server, cycled (100000)")  # fmt: skip
+    p.add_argument("--no-lock", dest="lock", action="store_false",
+                   help="do not lock the store's data file in memory")  # fmt: skip
     p.add_argument("--no-half", dest="half", action="store_false",
                    help="skip the half-load latency runs")  # fmt: skip
     p.add_argument("--pure", action="store_true",
@@ -369,7 +380,8 @@ def _load(setup: Setup, server: Server, proto: str, requests: Path, duration: fl
     return run_gen(setup.gen, proto=proto, transport=setup.transport, server=server,
                    requests=requests, duration=duration, cpu=setup.gen_cpu,
                    window=setup.open_window if rate > 0 else setup.window, conns=setup.conns,
-                   depth=setup.depth, rate=rate, timeout_ms=args.timeout_ms)  # fmt: skip
+                   depth=setup.depth, rate=rate, timeout_ms=args.timeout_ms,
+                   server_cpu=setup.server_cpu)  # fmt: skip
 
 
 def _ms(us: float) -> float:
@@ -378,24 +390,36 @@ def _ms(us: float) -> float:
 
 def _round_line(label: str, name: str, res: GenResult) -> str:
     extra = ""
-    for key in ("lost", "bad", "reconnects", "window_full"):
+    for key in ("lost", "bad", "reconnects", "window_full", "major_faults"):
         if getattr(res, key):
             extra += f", {key.replace('_', ' ')} {getattr(res, key)}"
     return (f"  {label} {name:6s} {res.qps:9.0f} q/s  p50 {_ms(res.p50_us):6.3f} ms"
             f"  p99 {_ms(res.p99_us):6.3f} ms  {res.cpu_us:6.1f} µs CPU/q"
-            f"  generator {res.gen_cpu:4.2f} cores  other load {res.other_cores:4.2f} cores"
+            f"  server core {res.server_core:4.2f} busy  generator {res.gen_cpu:4.2f} cores"
+            f"  other load {res.other_cores:4.2f} cores"
             f"  ({res.answered} answers{extra})")  # fmt: skip
 
 
 Runs = dict[str, list[GenResult]]
 
 
-def measure(args, setup: Setup, tmp: Path, servers: list[Server], knotd: str | None) -> dict:
+def measure(args, setup: Setup, tmp: Path, servers: list[Server], knotd: str | None,
+            locks: list[MemoryLock]) -> dict:  # fmt: skip
     """Start the servers, check them, run headroom, maximum and half-load rounds; → figures."""
     tcp = setup.transport == "tcp"
     store = data.ensure_store(args.records, args.seed, build_dir=args.build_dir,
                               regenerate=args.regenerate)  # fmt: skip
     data.prefault(store)
+    if args.lock:
+        # Knot keeps its zone in process memory, which nothing pages out without swap; the
+        # store is page cache, which some systems reclaim when idle (see MemoryLock).
+        lock = MemoryLock(store / "data.mdb")
+        if lock.locked:
+            locks.append(lock)
+            print(f"store: {lock.size / 2**30:.2f} GiB locked in memory")
+        else:
+            print(f"warning: could not lock the store in memory ({lock.error}); runs may wait "
+                  f"for the disk if the system pages it out (see major faults)")  # fmt: skip
     zone = None
     if knotd is not None:
         zone = knot.ensure_zone(args.zone_records, args.seed, build_dir=args.build_dir)
@@ -528,6 +552,8 @@ def _medians(rs: list[GenResult]) -> dict:
             "p999_ms": _ms(statistics.median(x.p999_us for x in rs)),
             "cpu_us": statistics.median(x.cpu_us for x in rs),
             "gen_cpu": statistics.median(x.gen_cpu for x in rs),
+            "server_core": statistics.median(x.server_core for x in rs),
+            "major_faults": sum(x.major_faults for x in rs),
             "lost": sum(x.lost for x in rs), "answered": sum(x.answered for x in rs)}  # fmt: skip
 
 
@@ -541,17 +567,19 @@ def report(args, setup: Setup, fig: dict) -> bool:
 
     print()
     print(f"{'medians of ' + str(args.rounds):18s} {'q/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s}"
-          f" {'CPU µs/q':>9s} {'gen cores':>9s} │ {'half load':>9s} {'p50 ms':>8s}"
-          f" {'p99 ms':>8s}")  # fmt: skip
+          f" {'CPU µs/q':>9s} {'srv core':>8s} {'gen cores':>9s} │ {'half load':>9s}"
+          f" {'p50 ms':>8s} {'p99 ms':>8s}")  # fmt: skip
     for name in med:
         m, h = med[name], hmed.get(name) or {}
         half_cols = (f"{h['qps']:9.0f} {h['p50_ms']:8.3f} {h['p99_ms']:8.3f}" if h
                      else f"{'-':>9s} {'-':>8s} {'-':>8s}")  # fmt: skip
         print(f"{labels[name]:18s} {m['qps']:9.0f} {m['p50_ms']:8.3f} {m['p99_ms']:8.3f}"
-              f" {m['cpu_us']:9.1f} {m['gen_cpu']:9.2f} │ {half_cols}")  # fmt: skip
+              f" {m['cpu_us']:9.1f} {m['server_core']:8.2f} {m['gen_cpu']:9.2f} │"
+              f" {half_cols}")  # fmt: skip
     hr = fig["headroom"]
     print(f"{'reflector (C)':18s} {hr.qps:9.0f} {_ms(hr.p50_us):8.3f} {_ms(hr.p99_us):8.3f}"
-          f" {hr.cpu_us:9.1f} {hr.gen_cpu:9.2f} │ generator headroom, one run")  # fmt: skip
+          f" {hr.cpu_us:9.1f} {hr.server_core:8.2f} {hr.gen_cpu:9.2f} │"
+          f" generator headroom, one run")  # fmt: skip
 
     ratio = paired = cpu_ratio = None
     ok_ratio = False
@@ -570,11 +598,21 @@ def report(args, setup: Setup, fig: dict) -> bool:
     print(f"acceptance: q/s ratio ≥ {MIN_RATIO}: {verdict_ratio}; idnode p99 at half load "
           f"≤ {MAX_HALF_P99_MS:g} ms: {verdict_p99}")  # fmt: skip
 
-    best = max(m["qps"] for m in med.values())
-    if best > 0.8 * hr.qps:
-        print(f"warning: a server reached {best / hr.qps:.0%} of what the generator drives "
-              f"against the do-nothing reflector ({hr.qps:.0f} q/s): that server's figure may be "
-              f"the generator's or the loopback's limit, not its own")  # fmt: skip
+    pinned = setup.server_cpu is not None
+    for name, m in med.items():
+        if pinned and m["server_core"] < SATURATED:
+            # The server's core had idle time at maximum load: something else set the pace.
+            print(f"warning: at maximum load the core of {name} was busy only "
+                  f"{m['server_core']:.0%} of the time, so {m['qps']:.0f} q/s is not its limit "
+                  f"(the generator, at {m['gen_cpu']:.2f} cores, or latency set the pace; "
+                  f"the reflector run shows what the generator carries: {hr.qps:.0f} q/s)")
+        elif m["qps"] > 0.8 * hr.qps:
+            print(f"note: {name} reached {m['qps'] / hr.qps:.0%} of what the generator drives "
+                  f"against the do-nothing reflector ({hr.qps:.0f} q/s)")  # fmt: skip
+    faults = {name: m["major_faults"] for name, m in (*med.items(), *hmed.items()) if m}
+    if any(faults.values()):
+        print(f"warning: page faults that waited for the disk during the runs: {faults}; "
+              f"those requests measured the disk")  # fmt: skip
     noisy = max(x.other_cores for rs in (*full.values(), *half.values()) for x in rs)
     if noisy > NOISY_CORES:
         print(f"warning: up to {noisy:.2f} cores were busy with other work during the runs "
@@ -638,8 +676,9 @@ def run(scenario: str, argv: list[str] | None) -> int:
         print(f"note: {knot.INSTALL_KNOT}\nnote: measuring idnode alone; no ratio, exit status 2.")
     tmp = Path(tempfile.mkdtemp(prefix="idnode-bench-"))
     servers: list[Server] = []
+    locks: list[MemoryLock] = []
     try:
-        fig = measure(args, setup, tmp, servers, knotd)
+        fig = measure(args, setup, tmp, servers, knotd, locks)
     except (RuntimeError, ValueError, OSError, subprocess.SubprocessError) as exc:
         print(f"bench handle-{scenario}: {exc}", file=sys.stderr)
         return 1
@@ -648,6 +687,8 @@ def run(scenario: str, argv: list[str] | None) -> int:
             code = s.stop()
             if code not in (0, None) and s.name == "idnode":
                 print(f"warning: idnode exited with status {code}", file=sys.stderr)
+        for lock in locks:
+            lock.close()
         shutil.rmtree(tmp, ignore_errors=True)
     ok = report(args, setup, fig)
     if knotd is None:
