@@ -350,6 +350,9 @@ def _parser(scenario: str) -> argparse.ArgumentParser:
                    help="skip the half-load latency runs")  # fmt: skip
     p.add_argument("--pure", action="store_true",
                    help="run idnode with IDNODE_NO_EXTENSIONS=1 (pure hot path)")  # fmt: skip
+    p.add_argument("--record-cache", default=None,
+                   help="idnode's record cache per worker, e.g. 0 (off) or 64MiB "
+                        "(default: idnode's own, [store] record_cache)")  # fmt: skip
     p.add_argument("--no-pin", dest="pin", action="store_false",
                    help="do not pin the generator and the servers to separate cores")  # fmt: skip
     p.add_argument("--knotd", default=None, help="knotd executable (knotd, also in /usr/sbin)")
@@ -442,6 +445,8 @@ def measure(args, setup: Setup, tmp: Path, servers: list[Server], knotd: str | N
         env["IDNODE_NO_EXTENSIONS"] = "1"
     serve = [*idnode_argv(), "serve", "--data", str(store), "--workers", "1",
              "--host", "127.0.0.1", "--http-port", "0", "--handle-port", "0"]  # fmt: skip
+    if args.record_cache is not None:
+        serve += ["--record-cache", args.record_cache]
     idnode = Server("idnode", serve, HANDLE_ADDRESS, env=env, cpu=setup.server_cpu,
                     log_path=tmp / "idnode.log", address=HANDLE_ADDRESS)  # fmt: skip
     servers.append(idnode)

@@ -11,9 +11,12 @@ resolution request's lists (int4 indexes, then int4-length-prefixed types), read
 a Handle request and built once per call from an HTTP query's tuples.
 """
 
+import collections
 import hashlib
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_GetItem
+from cpython.ref cimport PyObject
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.string cimport memcmp, memcpy
 
@@ -43,6 +46,7 @@ cdef enum:
     RC_SUCCESS = 1
     RC_NOT_FOUND = 100
     RC_VALUES_NOT_FOUND = 200
+    UDP_PACKET = 512  # longest single-packet UDP reply
     # Selections of up to this many values need no heap allocation.
     STACK_SPANS = 64
 
@@ -54,7 +58,10 @@ _CONSTANTS = {
     "PERM_PUBLIC_READ": PERM_PUBLIC_READ, "VALUE_PERMS": VALUE_PERMS, "VALUE_TYPE": VALUE_TYPE,
     "VALUE_MIN": VALUE_MIN, "PROTOCOL_MAJOR": PROTOCOL_MAJOR, "PROTOCOL_MINOR": PROTOCOL_MINOR,
     "FLAG_REQUEST_DIGEST": FLAG_REQUEST_DIGEST, "FLAGS_NOT_FAST": FLAGS_NOT_FAST,
-    "MAX_MESSAGE": MAX_MESSAGE, "ENV": ENV, "HDR_END": HDR_END,
+    "MAX_MESSAGE": MAX_MESSAGE, "ENV": ENV, "HDR_END": HDR_END, "UDP_PACKET": UDP_PACKET,
+    "PUMP_BATCH": IDN_BATCH, "MAX_DATAGRAM": IDN_DGRAM, "CHANGE_HEADER": CHANGE_HEADER,
+    "ACTION_HOME_PREFIX": ACTION_HOME_PREFIX, "ACTION_UNHOME_PREFIX": ACTION_UNHOME_PREFIX,
+    "ENTRY_OVERHEAD": ENTRY_OVERHEAD, "RESYNC_LIMIT": RESYNC_LIMIT,
 }
 
 cdef bytes HEAD_OK = b'{"responseCode":1,"handle":"'
@@ -209,14 +216,98 @@ cpdef bytes json_escape(bytes handle):
     return out
 
 
+# -- record cache (contract: _hotpath_py.RecordCache) -----------------------------------------
+
+cdef enum:
+    CHANGE_HEADER = 9
+    ACTION_HOME_PREFIX = 4
+    ACTION_UNHOME_PREFIX = 5
+    ENTRY_OVERHEAD = 160
+    RESYNC_LIMIT = 4096
+
+
+cdef class RecordCache:
+    cdef object _entries  # OrderedDict: key → record, oldest first
+    cdef public Py_ssize_t budget, size
+    cdef public object changes_db
+    cdef public long long txn_id, last_change
+
+    def __init__(self, budget, changes_db):
+        self.budget = max(0, int(budget))
+        self.changes_db = changes_db
+        self.size = 0
+        self.txn_id = -1
+        self.last_change = 0
+        self._entries = collections.OrderedDict()
+
+    def __len__(self):
+        return len(self._entries)
+
+    def clear(self):
+        self._entries.clear()
+        self.size = 0
+
+    cdef inline object _get(self, bytes key):
+        cdef PyObject* p = PyDict_GetItem(self._entries, key)  # borrowed; OrderedDict is a dict
+        return None if p == NULL else <object>p
+
+    cdef void _put(self, bytes key, bytes blob) except *:
+        cdef Py_ssize_t cost = PyBytes_GET_SIZE(key) + PyBytes_GET_SIZE(blob) + ENTRY_OVERHEAD
+        if cost > self.budget or PyDict_GetItem(self._entries, key) != NULL:
+            return
+        self._entries[key] = blob  # through OrderedDict.__setitem__: keeps its order
+        self.size += cost
+        while self.size > self.budget:
+            k, b = self._entries.popitem(False)
+            self.size -= PyBytes_GET_SIZE(k) + PyBytes_GET_SIZE(b) + ENTRY_OVERHEAD
+
+    def get(self, bytes key):
+        return self._get(key)
+
+    def put(self, bytes key, bytes blob):
+        self._put(key, blob)
+
+    cdef void _forget(self, bytes key) except *:
+        blob = self._entries.pop(key, None)
+        if blob is not None:
+            self.size -= PyBytes_GET_SIZE(key) + PyBytes_GET_SIZE(blob) + ENTRY_OVERHEAD
+
+    def sync(self, txn):
+        cdef long long tid = txn.id(), last, expect
+        if tid == self.txn_id:
+            return
+        cur = txn.cursor(self.changes_db)
+        last = int.from_bytes(cur.key(), "big") if cur.last() else 0
+        if self.txn_id < 0 or last < self.last_change:
+            self.clear()
+        elif last > self.last_change:
+            if last - self.last_change > max(RESYNC_LIMIT, len(self._entries)):
+                self.clear()
+            elif cur.set_range((self.last_change + 1).to_bytes(8, "big")):
+                expect = self.last_change + 1
+                for k, v in cur:
+                    if (int.from_bytes(k, "big") != expect or len(v) < CHANGE_HEADER
+                            or v[0] == ACTION_HOME_PREFIX or v[0] == ACTION_UNHOME_PREFIX):
+                        self.clear()
+                        break
+                    self._forget(bytes(v[CHANGE_HEADER:]))
+                    expect += 1
+        self.last_change = last
+        self.txn_id = tid
+
+
 # -- store lookup and value selection, shared by http_resolve and handle_resolve -------------
 
-cdef object _lookup(bytes key, object txn, object records_db, object prefixes_db):
+cdef object _lookup(bytes key, object txn, object records_db, object prefixes_db,
+                    list held=None, RecordCache cache=None):
     """Stored record bytes; ``_MISS`` under a held prefix; None when the prefix is not held.
-    Positional arguments to ``get``: py-lmdb parses keywords slowly (~0.4 µs a call)."""
+    Positional arguments to ``get``: py-lmdb parses keywords slowly (~0.4 µs a call).
+    ``held``, when given, is ``[prefix key or None]``: the last prefix found held in this same
+    transaction (a snapshot: it stays held), so a burst under one prefix looks it up once.
+    ``cache``: a ``RecordCache`` synced to ``txn``; a cached record's prefix is held."""
     cdef const unsigned char* k = <const unsigned char*>PyBytes_AS_STRING(key)
     cdef Py_ssize_t kn = PyBytes_GET_SIZE(key), slash = 0, i
-    cdef object blob
+    cdef object blob, pk
     if kn > 5 and memcmp(k, b"0.NA/", 5) == 0:
         blob = txn.get(key[5:], None, prefixes_db)
         if blob is None:
@@ -226,13 +317,25 @@ cdef object _lookup(bytes key, object txn, object records_db, object prefixes_db
             if k[i] == 47:
                 slash = i
                 break
-        if txn.get(key[:slash], None, prefixes_db) is None:
-            return None
+        if cache is not None:
+            blob = cache._get(key)
+            if blob is not None:
+                return blob
+        pk = held[0] if held is not None else None
+        if (pk is None or PyBytes_GET_SIZE(pk) != slash
+                or memcmp(PyBytes_AS_STRING(pk), k, slash) != 0):
+            pk = key[:slash]
+            if txn.get(pk, None, prefixes_db) is None:
+                return None
+            if held is not None:
+                held[0] = pk
         blob = txn.get(key, None, records_db)
         if blob is None:
             return _MISS
     if type(blob) is not bytes:
         blob = bytes(blob)
+    if cache is not None and kn > 5 and memcmp(k, b"0.NA/", 5) != 0:
+        cache._put(key, blob)
     return blob
 
 
@@ -475,10 +578,15 @@ def http_resolve(bytes handle, object types, object indexes, bint public_only, o
 # -- Handle protocol -------------------------------------------------------------------------
 
 def handle_resolve(data, object txn, object records_db, object prefixes_db,
-                   bint case_sensitive=False):
+                   bint case_sensitive=False, RecordCache cache=None):
     cdef bytes req = data if type(data) is bytes else bytes(data)
-    cdef const unsigned char* d = <const unsigned char*>PyBytes_AS_STRING(req)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(req)
+    return _handle_answer(<const unsigned char*>PyBytes_AS_STRING(req), PyBytes_GET_SIZE(req),
+                          txn, records_db, prefixes_db, case_sensitive, None, cache)
+
+
+cdef object _handle_answer(const unsigned char* d, Py_ssize_t n, object txn, object records_db,
+                           object prefixes_db, bint case_sensitive, list held,
+                           RecordCache cache):
     cdef Py_ssize_t end, p, hl, count, tl, i, k = 0, total = 0, values_len = 0, body_len, dlen = 0
     cdef unsigned int opflags, rc
     cdef unsigned char vmaj, vmin, code = 0
@@ -535,7 +643,7 @@ def handle_resolve(data, object txn, object records_db, object prefixes_db,
     key = _normalize(d + HDR_END + 4, hl, case_sensitive)
     if key is None:
         return None
-    blob = _lookup(key, txn, records_db, prefixes_db)
+    blob = _lookup(key, txn, records_db, prefixes_db, held, cache)
     if blob is None:
         return None
     try:
@@ -626,3 +734,237 @@ def handle_resolve(data, object txn, object records_db, object prefixes_db,
     finally:
         if spans != stack:
             PyMem_Free(spans)
+
+
+# -- UDP datagram pump -----------------------------------------------------------------------
+# recvmmsg/sendmmsg move a burst of datagrams per system call; each one _handle_answer takes
+# is answered without leaving C but for the store lookup.  Other systems read and write one
+# datagram a call (same results, more calls).
+
+cdef extern from *:
+    """
+    #include <errno.h>
+    #include <string.h>
+    #include <sys/types.h>
+    #include <sys/socket.h>
+    #include <netinet/in.h>
+    #include <arpa/inet.h>
+
+    #define IDN_BATCH 64
+    #define IDN_DGRAM 65536
+
+    typedef struct {
+        unsigned char *bufs;                          /* IDN_BATCH x IDN_DGRAM */
+        struct sockaddr_storage peers[IDN_BATCH];
+        socklen_t peerlens[IDN_BATCH];
+        size_t lens[IDN_BATCH];
+    #ifdef __linux__
+        struct mmsghdr in[IDN_BATCH], out[IDN_BATCH];
+        struct iovec iniov[IDN_BATCH], outiov[IDN_BATCH];
+    #endif
+        const void *outbuf[IDN_BATCH];
+        size_t outlen[IDN_BATCH];
+        int outpeer[IDN_BATCH];
+    } idn_pump;
+
+    /* Read up to max datagrams without blocking: their count, or -errno when none was read. */
+    static int idn_recv(idn_pump *p, int fd, int max) {
+    #ifdef __linux__
+        int i, n;
+        for (i = 0; i < max; i++) {
+            p->iniov[i].iov_base = p->bufs + (size_t)i * IDN_DGRAM;
+            p->iniov[i].iov_len = IDN_DGRAM;
+            memset(&p->in[i].msg_hdr, 0, sizeof p->in[i].msg_hdr);
+            p->in[i].msg_hdr.msg_iov = &p->iniov[i];
+            p->in[i].msg_hdr.msg_iovlen = 1;
+            p->in[i].msg_hdr.msg_name = &p->peers[i];
+            p->in[i].msg_hdr.msg_namelen = sizeof p->peers[i];
+        }
+        do n = recvmmsg(fd, p->in, max, MSG_DONTWAIT, NULL); while (n < 0 && errno == EINTR);
+        if (n < 0) return -errno;
+        for (i = 0; i < n; i++) {
+            p->lens[i] = p->in[i].msg_len;
+            p->peerlens[i] = p->in[i].msg_hdr.msg_namelen;
+        }
+        return n;
+    #else
+        int i;
+        for (i = 0; i < max; i++) {
+            ssize_t got;
+            p->peerlens[i] = sizeof p->peers[i];
+            do got = recvfrom(fd, p->bufs + (size_t)i * IDN_DGRAM, IDN_DGRAM, MSG_DONTWAIT,
+                              (struct sockaddr *)&p->peers[i], &p->peerlens[i]);
+            while (got < 0 && errno == EINTR);
+            if (got < 0) return i ? i : -errno;
+            p->lens[i] = (size_t)got;
+        }
+        return i;
+    #endif
+    }
+
+    /* Send the n queued replies; those the socket does not take now are dropped (UDP).
+       Returns how many were dropped. */
+    static int idn_send(idn_pump *p, int fd, int n) {
+        int i, off = 0, sent;
+    #ifdef __linux__
+        for (i = 0; i < n; i++) {
+            p->outiov[i].iov_base = (void *)p->outbuf[i];
+            p->outiov[i].iov_len = p->outlen[i];
+            memset(&p->out[i].msg_hdr, 0, sizeof p->out[i].msg_hdr);
+            p->out[i].msg_hdr.msg_iov = &p->outiov[i];
+            p->out[i].msg_hdr.msg_iovlen = 1;
+            p->out[i].msg_hdr.msg_name = &p->peers[p->outpeer[i]];
+            p->out[i].msg_hdr.msg_namelen = p->peerlens[p->outpeer[i]];
+        }
+        while (off < n) {
+            sent = sendmmsg(fd, p->out + off, n - off, MSG_DONTWAIT);
+            if (sent < 0) {
+                if (errno == EINTR) continue;
+                off++;  /* this one failed (full buffer, gone route): drop it, try the rest */
+                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return n - off + 1;
+                continue;
+            }
+            off += sent;
+        }
+        return 0;
+    #else
+        int dropped = 0;
+        (void)off; (void)sent;
+        for (i = 0; i < n; i++) {
+            ssize_t r;
+            do r = sendto(fd, p->outbuf[i], p->outlen[i], MSG_DONTWAIT,
+                          (struct sockaddr *)&p->peers[p->outpeer[i]], p->peerlens[p->outpeer[i]]);
+            while (r < 0 && errno == EINTR);
+            if (r < 0) dropped++;
+        }
+        return dropped;
+    #endif
+    }
+
+    /* The peer as text for Python's address tuple; family, port, flowinfo, scope id. */
+    static int idn_peer(idn_pump *p, int i, char *host, size_t hostlen, unsigned int *port,
+                        unsigned int *flowinfo, unsigned int *scope) {
+        struct sockaddr_storage *ss = &p->peers[i];
+        if (ss->ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)ss;
+            if (!inet_ntop(AF_INET, &a->sin_addr, host, hostlen)) return -1;
+            *port = ntohs(a->sin_port);
+            return AF_INET;
+        }
+        if (ss->ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+            if (!inet_ntop(AF_INET6, &a->sin6_addr, host, hostlen)) return -1;
+            *port = ntohs(a->sin6_port);
+            *flowinfo = ntohl(a->sin6_flowinfo);
+            *scope = a->sin6_scope_id;
+            return AF_INET6;
+        }
+        return -1;
+    }
+    """
+    enum:
+        IDN_BATCH
+        IDN_DGRAM
+        AF_INET
+        AF_INET6
+    ctypedef struct idn_pump:
+        unsigned char* bufs
+        size_t lens[1]
+        const void* outbuf[1]
+        size_t outlen[1]
+        int outpeer[1]
+    int idn_recv(idn_pump* p, int fd, int max) nogil
+    int idn_send(idn_pump* p, int fd, int n) nogil
+    int idn_peer(idn_pump* p, int i, char* host, size_t hostlen, unsigned int* port,
+                 unsigned int* flowinfo, unsigned int* scope) nogil
+
+cdef extern from "stdlib.h":
+    void* calloc(size_t n, size_t size) nogil
+    void free(void* p) nogil
+
+cdef extern from "errno.h":
+    int EAGAIN
+    int EWOULDBLOCK
+
+BATCH = IDN_BATCH
+
+
+cdef class UdpPump:
+    cdef idn_pump* p
+    cdef int fd
+    cdef object sock
+    cdef public RecordCache cache
+    cdef public Py_ssize_t dropped
+
+    def __cinit__(self, sock, RecordCache cache=None):
+        self.p = <idn_pump*>calloc(1, sizeof(idn_pump))
+        if self.p == NULL:
+            raise MemoryError()
+        self.p.bufs = <unsigned char*>calloc(IDN_BATCH, IDN_DGRAM)
+        if self.p.bufs == NULL:
+            free(self.p)
+            self.p = NULL
+            raise MemoryError()
+        self.sock = sock
+        self.cache = cache
+        self.fd = sock.fileno()
+        self.dropped = 0
+
+    def __dealloc__(self):
+        if self.p != NULL:
+            free(self.p.bufs)
+            free(self.p)
+
+    cdef object _address(self, int i):
+        cdef char host[64]
+        cdef unsigned int port = 0, flowinfo = 0, scope = 0
+        cdef int family = idn_peer(self.p, i, host, sizeof(host), &port, &flowinfo, &scope)
+        if family == AF_INET:
+            return (host.decode("ascii"), port)
+        if family == AF_INET6:
+            return (host.decode("ascii"), port, flowinfo, scope)
+        return None
+
+    def run(self, object env, object records_db, object prefixes_db, bint case_sensitive=False):
+        cdef int n, i, queued = 0
+        cdef const unsigned char* d
+        cdef object out, addr, txn
+        cdef list keep = [], rest = [], held = [None]
+        if self.fd < 0 or self.sock.fileno() != self.fd:
+            raise OSError(9, "UdpPump: socket closed")
+        with nogil:
+            n = idn_recv(self.p, self.fd, IDN_BATCH)
+        if n < 0:
+            if -n == EAGAIN or -n == EWOULDBLOCK:
+                return 0, rest
+            raise OSError(-n, "recvmmsg")
+        txn = env.begin()  # after the burst arrived: it sees every write made before it was sent
+        try:
+            if self.cache is not None:
+                self.cache.sync(txn)
+            for i in range(n):
+                d = self.p.bufs + <size_t>i * IDN_DGRAM
+                try:
+                    out = _handle_answer(d, self.p.lens[i], txn, records_db, prefixes_db,
+                                         case_sensitive, held, self.cache)
+                except Exception:
+                    out = None  # the general path answers it, and reports the failure
+                if out is not None and PyBytes_GET_SIZE(out) <= UDP_PACKET:
+                    keep.append(out)
+                    self.p.outbuf[queued] = PyBytes_AS_STRING(out)
+                    self.p.outlen[queued] = PyBytes_GET_SIZE(out)
+                    self.p.outpeer[queued] = i
+                    queued += 1
+                    continue
+                addr = self._address(i)
+                if addr is None:
+                    continue  # not an IP peer: nothing to answer
+                rest.append((PyBytes_FromStringAndSize(<const char*>d, self.p.lens[i]), addr,
+                             out))  # fmt: skip
+        finally:
+            txn.abort()
+        if queued:
+            with nogil:
+                i = idn_send(self.p, self.fd, queued)
+            self.dropped += i
+        return n, rest

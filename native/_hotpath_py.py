@@ -7,13 +7,15 @@ is restated in ``native.constants`` and checked against ``resolver.record`` by a
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import re
 
 from native.constants import (
-    ALL_PUBLIC, DIR_SIZE, FLAG_REQUEST_DIGEST, FLAGS_NOT_FAST, HEADER_SIZE, LAYOUT_VERSION,
-    MAX_HANDLE, MAX_MESSAGE, MAX_PREFIX, NA_PREFIX, PERM_PUBLIC_READ, PROTOCOL_MAJOR, PROTOCOL_MINOR,
-    VALUE_MIN, VALUE_PERMS, VALUE_TYPE,
+    ACTION_HOME_PREFIX, ACTION_UNHOME_PREFIX, ALL_PUBLIC, CHANGE_HEADER, ENTRY_OVERHEAD,
+    RESYNC_LIMIT, DIR_SIZE, FLAG_REQUEST_DIGEST, FLAGS_NOT_FAST, HEADER_SIZE, LAYOUT_VERSION,
+    MAX_DATAGRAM, MAX_HANDLE, MAX_MESSAGE, MAX_PREFIX, NA_PREFIX, PERM_PUBLIC_READ, PROTOCOL_MAJOR,
+    PROTOCOL_MINOR, PUMP_BATCH, UDP_PACKET, VALUE_MIN, VALUE_PERMS, VALUE_TYPE,
 )  # fmt: skip
 
 _HEADER_LEN = 24
@@ -94,21 +96,109 @@ def _type_matches(vtype: bytes, types) -> bool:
 _MISS = object()  # an authoritative miss: the prefix is held, the identifier is not
 
 
-def _lookup(key: bytes, txn, records_db, prefixes_db):
+def _lookup(key: bytes, txn, records_db, prefixes_db, cache=None):
     """Stored record bytes; ``_MISS`` under a held prefix; None when the prefix is not held.
-    Positional arguments to ``get``: py-lmdb parses keywords slowly (~0.4 µs a call)."""
+    Positional arguments to ``get``: py-lmdb parses keywords slowly (~0.4 µs a call).
+    ``cache``: a ``RecordCache`` synced to ``txn``; a cached record's prefix is held (a prefix
+    change empties the cache)."""
     if key[:5] == b"0.NA/":
         return txn.get(key[5:], None, prefixes_db)
+    if cache is not None:
+        blob = cache.get(key)
+        if blob is not None:
+            return blob
     if txn.get(key[: key.find(b"/")], None, prefixes_db) is None:
         return None
     blob = txn.get(key, None, records_db)
-    return _MISS if blob is None else bytes(blob)
+    if blob is None:
+        return _MISS
+    blob = bytes(blob)
+    if cache is not None:
+        cache.put(key, blob)
+    return blob
 
 
-def _fetch(handle: bytes, case_sensitive: bool, txn, records_db, prefixes_db):
+class RecordCache:
+    """Stored records by storage key, held in a worker's memory and exact to the store.
+
+    A hot identifier then costs a hash lookup instead of a B-tree descent (on a store much
+    larger than the CPU caches, ~2 µs of cache misses).  Exactness comes from the change log
+    (DESIGN §4: every write appends, in its own transaction, one ``changes`` entry per key
+    changed — key u64 txn id, value u8 action + u64 ms + the key): ``sync(txn)`` must be called
+    with every new read transaction before the cache is used with it.  It reads the log from
+    the last id it saw to the end of ``txn``'s snapshot and forgets each key changed; a prefix
+    change (home, unhome), a gap or a backward step in the log, or more than ``RESYNC_LIMIT``
+    changes at once (more than entries held, if that is more) forget everything.  After
+    ``sync(txn)`` every entry equals the record ``txn`` reads under that key, and every cached
+    record's prefix is held in it.
+
+    ``get(key)`` → the record bytes or None; ``put(key, record)`` for a record just read from
+    the synced transaction.  Memory is bounded by ``budget`` bytes (key + record +
+    ``ENTRY_OVERHEAD`` per entry), the oldest entry evicted first; budget 0 holds nothing.
+    ``changes_db`` is the store's ``changes`` database handle.
+    """
+
+    def __init__(self, budget, changes_db) -> None:
+        self.budget = max(0, int(budget))
+        self.changes_db = changes_db
+        self.size = 0
+        self.txn_id = -1  # the snapshot synced to; -1: never synced
+        self.last_change = 0  # the last change-log id seen
+        self._entries = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.size = 0
+
+    def get(self, key: bytes):
+        return self._entries.get(key)
+
+    def put(self, key: bytes, blob: bytes) -> None:
+        cost = len(key) + len(blob) + ENTRY_OVERHEAD
+        if cost > self.budget or key in self._entries:
+            return
+        self._entries[key] = blob
+        self.size += cost
+        while self.size > self.budget:
+            k, b = self._entries.popitem(last=False)
+            self.size -= len(k) + len(b) + ENTRY_OVERHEAD
+
+    def _forget(self, key: bytes) -> None:
+        blob = self._entries.pop(key, None)
+        if blob is not None:
+            self.size -= len(key) + len(blob) + ENTRY_OVERHEAD
+
+    def sync(self, txn) -> None:
+        tid = txn.id()
+        if tid == self.txn_id:
+            return  # no write committed since: the same snapshot
+        cur = txn.cursor(self.changes_db)
+        last = int.from_bytes(cur.key(), "big") if cur.last() else 0
+        if self.txn_id < 0 or last < self.last_change:
+            self.clear()  # first use, or a log that went backwards (another store)
+        elif last > self.last_change:
+            if last - self.last_change > max(RESYNC_LIMIT, len(self._entries)):
+                self.clear()
+            elif cur.set_range((self.last_change + 1).to_bytes(8, "big")):
+                expect = self.last_change + 1
+                for k, v in cur:
+                    if (int.from_bytes(k, "big") != expect or len(v) < CHANGE_HEADER
+                            or v[0] in (ACTION_HOME_PREFIX, ACTION_UNHOME_PREFIX)):
+                        self.clear()
+                        break
+                    self._forget(bytes(v[CHANGE_HEADER:]))
+                    expect += 1
+        self.last_change = last
+        self.txn_id = tid
+
+
+def _fetch(handle: bytes, case_sensitive: bool, txn, records_db, prefixes_db, cache=None):
     """``_lookup`` of a handle as the client wrote it; None also for an invalid handle."""
     key = normalize_key(handle, case_sensitive)
-    return None if key is None else _lookup(key, txn, records_db, prefixes_db)
+    return None if key is None else _lookup(key, txn, records_db, prefixes_db, cache)
 
 
 def _select(blob: bytes, types, indexes, json: bool):
@@ -206,7 +296,7 @@ def _i32(d: bytes, o: int) -> int:
     return _I(d[o : o + 4], "big", signed=True)
 
 
-def handle_resolve(data, txn, records_db, prefixes_db, case_sensitive=False):
+def handle_resolve(data, txn, records_db, prefixes_db, case_sensitive=False, cache=None):
     """Answer a plain OC_RESOLUTION message (one UDP datagram or one TCP frame), or return None.
 
     Takes the complete request bytes (envelope + header + body + credential).  Answers only:
@@ -215,6 +305,7 @@ def handle_resolve(data, txn, records_db, prefixes_db, case_sensitive=False):
     held prefix.  Returns the complete reply message (envelope included, unsplit): RC 1 with
     the selected values, RC 100 for an authoritative miss, RC 200 when every value is filtered
     away — with the request digest when RD is set, at the negotiated version.  None otherwise.
+    ``cache``: a ``RecordCache`` synced to ``txn`` (the answer is the same without it).
     """
     n = len(data)
     if n < _HDR_END + 16 or data[0] != PROTOCOL_MAJOR or data[2] & 0xE0:
@@ -255,7 +346,7 @@ def handle_resolve(data, txn, records_db, prefixes_db, case_sensitive=False):
         p += 4 + tl
     if p != end:
         return None
-    blob = _fetch(handle, case_sensitive, txn, records_db, prefixes_db)
+    blob = _fetch(handle, case_sensitive, txn, records_db, prefixes_db, cache)
     if blob is None:
         return None
     if blob is _MISS:
@@ -299,3 +390,73 @@ def handle_resolve(data, txn, records_db, prefixes_db, case_sensitive=False):
         body,
         _NO_CREDENTIAL,
     ))  # fmt: skip
+
+
+# -- UDP datagram pump -----------------------------------------------------------------------
+
+BATCH = PUMP_BATCH
+
+
+class UdpPump:
+    """Answers a burst of datagrams waiting on a non-blocking UDP socket.
+
+    ``UdpPump(sock, cache=None)`` keeps the socket (and, in the Cython twin, receive buffers for
+    ``BATCH`` datagrams of up to ``MAX_DATAGRAM`` bytes) and an optional ``RecordCache``.
+    ``run(env, records_db, prefixes_db, case_sensitive)`` reads at most ``BATCH`` datagrams
+    without blocking, then begins one read transaction of the py-lmdb environment ``env`` —
+    after the burst arrived, so every answer sees each write committed before its request was
+    sent — syncs the cache to it, and sends each reply
+    ``handle_resolve`` gives that fits one packet (≤ ``UDP_PACKET`` bytes) to its sender.  It
+    returns ``(read, rest)``: how many datagrams were read (0: none was waiting) and, in arrival
+    order, ``(datagram, address, reply)`` for every datagram the caller must finish — reply None:
+    the general path answers it; reply bytes: a reply too long for one packet, to be split.
+    Every read datagram is either answered here or returned, except one whose sender is not an
+    IP address (nothing to answer).  A reply the socket will not take now (full send buffer) is
+    dropped, as UDP may, and counted in ``dropped``.  An error reading the socket before any
+    datagram was read raises ``OSError``.  The Cython twin moves the burst with one
+    ``recvmmsg`` and one ``sendmmsg`` where the system has them.
+    """
+
+    def __init__(self, sock, cache=None) -> None:
+        self.sock = sock
+        self.cache = cache
+        self.dropped = 0
+
+    def run(self, env, records_db, prefixes_db, case_sensitive=False):
+        recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
+        burst = []
+        while len(burst) < BATCH:
+            try:
+                burst.append(recvfrom(MAX_DATAGRAM))
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                if burst:
+                    break
+                raise
+        rest = []
+        if not burst:
+            return 0, rest
+        replies = []
+        txn = env.begin()  # after the burst arrived: it sees every write made before it was sent
+        try:
+            if self.cache is not None:
+                self.cache.sync(txn)
+            for data, addr in burst:
+                try:
+                    out = handle_resolve(data, txn, records_db, prefixes_db, case_sensitive,
+                                         self.cache)  # fmt: skip
+                except Exception:
+                    out = None  # the general path answers it, and reports the failure
+                if out is not None and len(out) <= UDP_PACKET:
+                    replies.append((out, addr))
+                else:
+                    rest.append((data, addr, out))
+        finally:
+            txn.abort()
+        for out, addr in replies:
+            try:
+                sendto(out, addr)
+            except OSError:
+                self.dropped += 1
+        return len(burst), rest

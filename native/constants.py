@@ -1,7 +1,9 @@
-"""Numbers both hot-path twins share: limits of an identifier and the stored record layout v1.
+"""Numbers both hot-path twins share: limits of an identifier, the stored record layout v1,
+the Handle message fields the fast path reads, the UDP pump and the change log.
 
 Restated here because ``native`` imports nothing of ours; ``tests/parity`` asserts they equal
-the values in ``resolver.record``, ``resolver.values`` and ``resolver.identifier``.
+the values in ``resolver.record``, ``resolver.values``, ``resolver.identifier``,
+``resolver.protocols.handle.constants`` and ``resolver.store.schema``.
 """
 
 MAX_HANDLE = 2048  # bytes of UTF-8 (handle.md §1, Common.MAX_HANDLE_LENGTH)
@@ -24,3 +26,17 @@ PROTOCOL_MINOR = 11  # the version we speak and suggest
 MAX_MESSAGE = 262144  # bytes after the envelope, either way
 FLAG_REQUEST_DIGEST = 0x00800000
 FLAGS_NOT_FAST = 0x40000000 | 0x20000000  # certify, encrypt: the general path's
+UDP_PACKET = 512  # longest single-packet UDP reply; longer ones are split (handle.md §3.1)
+
+# UDP pump
+PUMP_BATCH = 64  # datagrams read per UdpPump.run
+MAX_DATAGRAM = 65536  # receive buffer per datagram: any UDP payload fits
+
+# Change log (resolver/store/schema.py): key u64 big-endian txn id; value u8 action, u64 ms, key
+CHANGE_HEADER = 9
+ACTION_HOME_PREFIX = 4
+ACTION_UNHOME_PREFIX = 5
+# Record cache: bytes counted per entry beyond its key and record (objects and table slots)
+ENTRY_OVERHEAD = 160
+# More changes than this since the last sync (or than entries held) → forget everything
+RESYNC_LIMIT = 4096

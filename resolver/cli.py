@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     _config_args(serve)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--http-port", dest="http_port", type=int, help="REST API port (8000)")
+    serve.add_argument("--record-cache", dest="record_cache",
+                       help="memory per worker for records answered over UDP, e.g. 128MiB; 0 off")
     serve.add_argument("--handle-port", dest="handle_port", type=int,
                        help="Handle protocol port, UDP and TCP (2641; 0 = any free port)")  # fmt: skip
     serve.add_argument("--workers", type=int, help="worker processes (default: one per core)")
@@ -78,8 +80,8 @@ def _int4(text: str) -> int:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    names = ("data", "map_size", "case_sensitive", "host", "http_port", "handle_port", "workers",
-             "homed_prefixes")  # fmt: skip
+    names = ("data", "map_size", "record_cache", "case_sensitive", "host", "http_port",
+             "handle_port", "workers", "homed_prefixes")  # fmt: skip
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
@@ -104,7 +106,7 @@ def cmd_serve(cfg) -> int:
     banner = (f"idnode {__version__}: http://{cfg.host}:{http_port}/api/handles/ "
               f"handle://{cfg.host}:{handle_port} (udp+tcp) — "
               f"{cfg.worker_count} worker(s), {native.IMPLEMENTATION} hot path, {loop_kind}, "
-              f"data {cfg.data}")  # fmt: skip
+              f"record cache {cfg.record_cache >> 20} MiB, data {cfg.data}")  # fmt: skip
 
     def worker(_i: int) -> None:
         for sock in reserved:

@@ -6,6 +6,7 @@ offending key and the reason.  The file's layout (every key optional)::
     [store]
     path = "./var/idnode"        # data directory (flag --data)
     map_size = "16GiB"           # LMDB map size: bytes, or a number with KiB/MiB/GiB/TiB
+    record_cache = "128MiB"      # per worker: records answered over UDP kept in memory; 0 = off
 
     [http]
     host = "127.0.0.1"           # flag --host
@@ -48,6 +49,7 @@ from resolver.identifier import Identifier
 class Config:
     data: str = "./var/idnode"
     map_size: int = 16 << 30
+    record_cache: int = 128 << 20
     host: str = "127.0.0.1"
     http_port: int = 8000
     allow_anonymous_list: bool = False
@@ -73,6 +75,7 @@ class Config:
 _FILE_KEYS = {
     "store.path": "data",
     "store.map_size": "map_size",
+    "store.record_cache": "record_cache",
     "http.host": "host",
     "http.port": "http_port",
     "http.allow_anonymous_list": "allow_anonymous_list",
@@ -124,6 +127,8 @@ def _size(key: str, v: Any) -> int:
 def _check(field: str, key: str, v: Any) -> Any:
     if field == "map_size":
         return _size(key, v)
+    if field == "record_cache":
+        return 0 if v == 0 or v == "0" else _size(key, v)
     if field in ("data", "host", "log_level"):
         if not isinstance(v, str) or not v:
             raise ConfigError(key, f"expected a non-empty string, got {v!r}")

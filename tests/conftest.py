@@ -151,8 +151,10 @@ def launch_node(workdir: Path, *, data: Path | None = None, workers: int = 1,
     if data is None:
         data = workdir / "data"
         load_demo(data, env)
+    # A free Handle port too: nodes of one session must not share 2641 through SO_REUSEPORT
+    # (the kernel would spread datagrams over them).  A later --handle-port in args wins.
     cmd = [sys.executable, "-m", "resolver", "serve", "--data", str(data), "--host", "127.0.0.1",
-           "--http-port", "0", "--workers", str(workers)]  # fmt: skip
+           "--http-port", "0", "--handle-port", "0", "--workers", str(workers)]  # fmt: skip
     if config_text is not None:
         cfg = workdir / "idnode.toml"
         cfg.write_text(config_text)

@@ -1,15 +1,20 @@
-"""Handle protocol over UDP: one datagram endpoint per worker (SO_REUSEPORT, port 2641).
+"""Handle protocol over UDP: one datagram socket per worker (SO_REUSEPORT, port 2641).
 
-A datagram goes to ``native.handle_resolve`` first (plain resolution → reply bytes); else to
-the general path: multi-packet reassembly, then ``HandleFrontEnd``.  Replies longer than 512
-bytes are split into packets.  Truncated or inconsistent datagrams are dropped without a reply
-(a reply to a forged source would be a reflection); nothing a peer sends escapes this class.
+The socket is read by ``native.UdpPump`` whenever the event loop sees it readable: a burst of
+datagrams at a time, each answered by ``native.handle_resolve`` where it can (plain resolution
+→ reply bytes, sent in the same burst) under one read transaction per burst, begun once the
+burst has arrived, through the worker's ``native.RecordCache`` (``[store] record_cache``).  The pump hands
+back the rest: multi-packet reassembly, then ``HandleFrontEnd``; replies longer than 512 bytes
+are split into packets (handle.md §3.1).  Truncated or inconsistent datagrams are dropped without
+a reply (a reply to a forged source would be a reflection); nothing a peer sends escapes this
+class.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import native
 from resolver.protocols.handle import constants as C
@@ -23,41 +28,57 @@ log = logging.getLogger("idnode.handle.udp")
 
 #: General-path requests being answered at once; beyond it datagrams are dropped (load shed).
 MAX_IN_FLIGHT = 1024
+#: Bursts read per readiness callback before the loop gets to run other work (TCP, HTTP).
+BURSTS_PER_WAKEUP = 4
 
 
-class HandleUdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, store: LmdbStore, frontend: HandleFrontEnd, case_sensitive: bool) -> None:
+class HandleUdpServer:
+    def __init__(self, store: LmdbStore, frontend: HandleFrontEnd, sock: socket.socket,
+                 case_sensitive: bool, record_cache: int = 0) -> None:  # fmt: skip
         self.env = store.env
         self.records_db = store.records_db
         self.prefixes_db = store.prefixes_db
         self.frontend = frontend
         self.case_sensitive = case_sensitive
+        self.sock = sock
+        self.cache = native.RecordCache(record_cache, store.changes_db) if record_cache else None
+        self.pump = native.UdpPump(sock, self.cache)
         self.reassembler = Reassembler()
-        self.transport: asyncio.DatagramTransport | None = None
         self.in_flight: set[asyncio.Task] = set()
         self.dropped = 0
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(sock.fileno(), self._readable)
+        self.reading = True
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr) -> None:
-        try:
-            txn = self.env.begin()
+    def _readable(self) -> None:
+        for _ in range(BURSTS_PER_WAKEUP):
             try:
-                out = native.handle_resolve(data, txn, self.records_db, self.prefixes_db,
-                                            self.case_sensitive)  # fmt: skip
-            finally:
-                txn.abort()
-            if out is not None:
-                if len(out) <= C.UDP_PACKET:
-                    self.transport.sendto(out, addr)
-                else:
-                    for packet in split(out):
-                        self.transport.sendto(packet, addr)
+                read, rest = self.pump.run(self.env, self.records_db, self.prefixes_db,
+                                           self.case_sensitive)  # fmt: skip
+            except OSError as exc:
+                # ICMP errors queued on the socket by a gone client: not ours to fix.
+                log.debug("UDP receive error: %s", exc)
                 return
-            self._general(data, addr)
-        except Exception:  # a worker must survive any datagram
-            log.exception("E031 unexpected error on a datagram from %s", addr)
+            except Exception:  # a worker must survive any datagram
+                log.exception("E031 unexpected error reading datagrams")
+                return
+            for data, addr, reply in rest:
+                try:
+                    if reply is None:
+                        self._general(data, addr)
+                    else:
+                        self._send(split(reply), addr)
+                except Exception:
+                    log.exception("E031 unexpected error on a datagram from %s", addr)
+            if read < native.BATCH:
+                return
+
+    def _send(self, packets, addr) -> None:
+        for packet in packets:
+            try:
+                self.sock.sendto(packet, addr)
+            except OSError:
+                self.dropped += 1  # full send buffer or unreachable sender: UDP may drop
 
     def _general(self, data: bytes, addr) -> None:
         if len(data) < C.ENVELOPE_SIZE:
@@ -81,7 +102,7 @@ class HandleUdpProtocol(asyncio.DatagramProtocol):
         if len(self.in_flight) >= MAX_IN_FLIGHT:
             self.dropped += 1
             return
-        task = asyncio.get_running_loop().create_task(self._answer(env, payload, addr))
+        task = self.loop.create_task(self._answer(env, payload, addr))
         self.in_flight.add(task)
         task.add_done_callback(self.in_flight.discard)
 
@@ -91,16 +112,20 @@ class HandleUdpProtocol(asyncio.DatagramProtocol):
         except Exception:
             log.exception("E032 unexpected error answering %s", addr)
             return
-        if out is not None and self.transport is not None and not self.transport.is_closing():
-            for packet in split(out):
-                self.transport.sendto(packet, addr)
+        if out is not None and self.sock.fileno() >= 0:
+            self._send(split(out), addr)
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("UDP error: %s", exc)  # ICMP unreachable from a gone client: not ours to fix
+    def stop_reading(self) -> None:
+        """Take no new datagrams; answers already under way are still sent."""
+        if self.reading:
+            self.loop.remove_reader(self.sock.fileno())
+            self.reading = False
+
+    def close(self) -> None:
+        self.stop_reading()
+        self.sock.close()
 
 
 async def start_udp(store: LmdbStore, frontend: HandleFrontEnd, host: str, port: int,
-                    case_sensitive: bool) -> tuple[asyncio.DatagramTransport, HandleUdpProtocol]:  # fmt: skip
-    loop = asyncio.get_running_loop()
-    return await loop.create_datagram_endpoint(
-        lambda: HandleUdpProtocol(store, frontend, case_sensitive), sock=udp_socket(host, port))
+                    case_sensitive: bool, record_cache: int = 0) -> HandleUdpServer:  # fmt: skip
+    return HandleUdpServer(store, frontend, udp_socket(host, port), case_sensitive, record_cache)

@@ -53,8 +53,8 @@ async def run_worker(store: LmdbStore, resolver: Resolver, config: Config, http_
     await http.setup()
     await web.SockSite(http, listening_socket(config.host, http_port)).start()
     frontend = HandleFrontEnd(resolver, config)
-    udp, udp_protocol = await start_udp(store, frontend, config.host, handle_port,
-                                        config.case_sensitive)  # fmt: skip
+    udp = await start_udp(store, frontend, config.host, handle_port, config.case_sensitive,
+                          config.record_cache)  # fmt: skip
     limits = TcpLimits(config.max_tcp_connections, config.tcp_idle_seconds)
     tcp = await start_tcp(store, frontend, config.host, handle_port, config.case_sensitive, limits)
 
@@ -65,11 +65,12 @@ async def run_worker(store: LmdbStore, resolver: Resolver, config: Config, http_
     await stop.wait()
 
     tcp.close()  # stop accepting; open connections finish what they were given
-    udp.close()
+    udp.stop_reading()
     deadline = loop.time() + config.drain_seconds
-    pending = [t for t in udp_protocol.in_flight if not t.done()]
+    pending = [t for t in udp.in_flight if not t.done()]
     if pending:
         await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
+    udp.close()
     await http.cleanup()  # waits for in-flight HTTP handlers ≤ shutdown_timeout
     try:
         await asyncio.wait_for(tcp.wait_closed(), max(0.1, deadline - loop.time()))

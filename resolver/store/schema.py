@@ -17,6 +17,8 @@ RECORDS = b"records"
 PREFIXES = b"prefixes"
 #: ``changes``: key = u64 big-endian transaction id, monotonic from 1 # KEY_FORMAT;
 #: value = CHANGE header (u8 action, u64 time in ms since 1970 UTC) + the affected key.
+#: Every write to ``records`` or ``prefixes`` appends its entry in the same transaction: the
+#: workers' record caches (native.RecordCache) forget changed keys by reading this log.
 CHANGES = b"changes"
 #: ``meta``: key = ASCII name; value = ASCII or raw bytes (format_version, created, node_id).
 META = b"meta"
