@@ -60,6 +60,7 @@ _CONSTANTS = {
     "FLAG_REQUEST_DIGEST": FLAG_REQUEST_DIGEST, "FLAGS_NOT_FAST": FLAGS_NOT_FAST,
     "MAX_MESSAGE": MAX_MESSAGE, "ENV": ENV, "HDR_END": HDR_END, "UDP_PACKET": UDP_PACKET,
     "PUMP_BATCH": IDN_BATCH, "MAX_DATAGRAM": IDN_DGRAM, "CHANGE_HEADER": CHANGE_HEADER,
+    "CHANGE_KEY_LENGTH": CHANGE_KEY_LENGTH,
     "ACTION_HOME_PREFIX": ACTION_HOME_PREFIX, "ACTION_UNHOME_PREFIX": ACTION_UNHOME_PREFIX,
     "ENTRY_OVERHEAD": ENTRY_OVERHEAD, "RESYNC_LIMIT": RESYNC_LIMIT,
 }
@@ -219,7 +220,8 @@ cpdef bytes json_escape(bytes handle):
 # -- record cache (contract: _hotpath_py.RecordCache) -----------------------------------------
 
 cdef enum:
-    CHANGE_HEADER = 9
+    CHANGE_HEADER = 13
+    CHANGE_KEY_LENGTH = 11
     ACTION_HOME_PREFIX = 4
     ACTION_UNHOME_PREFIX = 5
     ENTRY_OVERHEAD = 160
@@ -290,7 +292,8 @@ cdef class RecordCache:
                             or v[0] == ACTION_HOME_PREFIX or v[0] == ACTION_UNHOME_PREFIX):
                         self.clear()
                         break
-                    self._forget(bytes(v[CHANGE_HEADER:]))
+                    klen = v[CHANGE_KEY_LENGTH] * 256 + v[CHANGE_KEY_LENGTH + 1]
+                    self._forget(bytes(v[CHANGE_HEADER : CHANGE_HEADER + klen]))
                     expect += 1
         self.last_change = last
         self.txn_id = tid

@@ -12,7 +12,8 @@ import hashlib
 import re
 
 from native.constants import (
-    ACTION_HOME_PREFIX, ACTION_UNHOME_PREFIX, ALL_PUBLIC, CHANGE_HEADER, ENTRY_OVERHEAD,
+    ACTION_HOME_PREFIX, ACTION_UNHOME_PREFIX, ALL_PUBLIC, CHANGE_HEADER, CHANGE_KEY_LENGTH,
+    ENTRY_OVERHEAD,
     RESYNC_LIMIT, DIR_SIZE, FLAG_REQUEST_DIGEST, FLAGS_NOT_FAST, HEADER_SIZE, LAYOUT_VERSION,
     MAX_DATAGRAM, MAX_HANDLE, MAX_MESSAGE, MAX_PREFIX, NA_PREFIX, PERM_PUBLIC_READ, PROTOCOL_MAJOR,
     PROTOCOL_MINOR, PUMP_BATCH, UDP_PACKET, VALUE_MIN, VALUE_PERMS, VALUE_TYPE,
@@ -124,7 +125,7 @@ class RecordCache:
     A hot identifier then costs a hash lookup instead of a B-tree descent (on a store much
     larger than the CPU caches, ~2 µs of cache misses).  Exactness comes from the change log
     (DESIGN §4: every write appends, in its own transaction, one ``changes`` entry per key
-    changed — key u64 txn id, value u8 action + u64 ms + the key): ``sync(txn)`` must be called
+    changed — key u64 txn id, value u8 action, u64 ms, u16 op, u16 key length, the key, ...): ``sync(txn)`` must be called
     with every new read transaction before the cache is used with it.  It reads the log from
     the last id it saw to the end of ``txn``'s snapshot and forgets each key changed; a prefix
     change (home, unhome), a gap or a backward step in the log, or more than ``RESYNC_LIMIT``
@@ -189,7 +190,8 @@ class RecordCache:
                             or v[0] in (ACTION_HOME_PREFIX, ACTION_UNHOME_PREFIX)):
                         self.clear()
                         break
-                    self._forget(bytes(v[CHANGE_HEADER:]))
+                    klen = int.from_bytes(v[CHANGE_KEY_LENGTH:CHANGE_HEADER], "big")
+                    self._forget(bytes(v[CHANGE_HEADER : CHANGE_HEADER + klen]))
                     expect += 1
         self.last_change = last
         self.txn_id = tid

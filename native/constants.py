@@ -32,8 +32,10 @@ UDP_PACKET = 512  # longest single-packet UDP reply; longer ones are split (hand
 PUMP_BATCH = 64  # datagrams read per UdpPump.run
 MAX_DATAGRAM = 65536  # receive buffer per datagram: any UDP payload fits
 
-# Change log (resolver/store/schema.py): key u64 big-endian txn id; value u8 action, u64 ms, key
-CHANGE_HEADER = 9
+# Change log (resolver/store/schema.py, format 2): key u64 big-endian txn id; value u8 action,
+# u64 ms, u16 op, u16 key length, key, identity, digests
+CHANGE_HEADER = 13
+CHANGE_KEY_LENGTH = 11  # offset of the u16 key length
 ACTION_HOME_PREFIX = 4
 ACTION_UNHOME_PREFIX = 5
 # Record cache: bytes counted per entry beyond its key and record (objects and table slots)

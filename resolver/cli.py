@@ -103,7 +103,8 @@ def cmd_serve(cfg) -> int:
     handle_port = reserved[1].getsockname()[1]
     cfg = dataclasses.replace(cfg, http_port=http_port, handle_port=handle_port)
     loop_kind = "uvloop" if _has_uvloop() else "asyncio"
-    banner = (f"idnode {__version__}: http://{cfg.host}:{http_port}/api/handles/ "
+    scheme = "https" if cfg.tls_cert else "http"
+    banner = (f"idnode {__version__}: {scheme}://{cfg.host}:{http_port}/api/handles/ "
               f"handle://{cfg.host}:{handle_port} (udp+tcp) — "
               f"{cfg.worker_count} worker(s), {native.IMPLEMENTATION} hot path, {loop_kind}, "
               f"record cache {cfg.record_cache >> 20} MiB, data {cfg.data}")  # fmt: skip
@@ -136,9 +137,26 @@ def _run_worker(cfg) -> None:
     store = _open_store(cfg)
     resolver = Resolver([AuthorityHandler(store)])
     try:
-        asyncio.run(lifecycle.run_worker(store, resolver, cfg, cfg.http_port, cfg.handle_port))
+        asyncio.run(lifecycle.run_worker(store, resolver, cfg, cfg.http_port, cfg.handle_port,
+                                         admin=_admin_http(store, cfg)))  # fmt: skip
     finally:
         store.close()
+
+
+def _admin_http(store, cfg):
+    """The registration service behind the REST writes (registry wired into the servers)."""
+    from registry.authz import Identity
+    from registry.identities import Authenticator
+    from registry.service import Registry
+    from registry.sessions import SessionTokens
+    from resolver.servers.http_admin import AdminHttp
+
+    registry = Registry(store, server_admins=[Identity.parse(a) for a in cfg.server_admins],
+                        case_sensitive=cfg.case_sensitive,
+                        allow_anonymous_list=cfg.allow_anonymous_list)  # fmt: skip
+    return AdminHttp(registry, Authenticator(store, case_sensitive=cfg.case_sensitive),
+                     SessionTokens(store), case_sensitive=cfg.case_sensitive,
+                     auth_requires_tls=cfg.auth_requires_tls)  # fmt: skip
 
 
 def _has_uvloop() -> bool:

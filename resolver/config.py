@@ -12,6 +12,9 @@ offending key and the reason.  The file's layout (every key optional)::
     host = "127.0.0.1"           # flag --host
     port = 8000                  # flag --http-port; 0 picks a free port
     allow_anonymous_list = false # GET /api/handles?prefix= without LIST_HANDLES rights
+    auth_requires_tls = true     # credentials over plain HTTP only from loopback clients (§7.3)
+    tls_cert = ""                # PEM certificate (chain): serve HTTPS instead of HTTP
+    tls_key = ""                 # PEM private key of tls_cert
 
     [handle]
     port = 2641                  # Handle protocol, UDP and TCP (flag --handle-port; 0 = free port)
@@ -27,6 +30,7 @@ offending key and the reason.  The file's layout (every key optional)::
     drain_seconds = 10           # SIGTERM: finish in-flight requests for at most this long
     case_sensitive = false       # true: only prefixes are case-folded (Handle.net option)
     homed_prefixes = []          # prefixes homed at start-up if missing (auto_homed_prefixes)
+    server_admins = []           # identities with every right, e.g. ["300:0.NA/88.118"]
     log_level = "info"
 """
 
@@ -53,6 +57,9 @@ class Config:
     host: str = "127.0.0.1"
     http_port: int = 8000
     allow_anonymous_list: bool = False
+    auth_requires_tls: bool = True
+    tls_cert: str = ""
+    tls_key: str = ""
     handle_port: int = 2641
     handle_advertise: str = ""
     site_serial: int = 1
@@ -64,6 +71,7 @@ class Config:
     drain_seconds: float = 10.0
     case_sensitive: bool = False
     homed_prefixes: tuple[str, ...] = ()
+    server_admins: tuple[str, ...] = ()
     log_level: str = "info"
 
     @property
@@ -79,6 +87,9 @@ _FILE_KEYS = {
     "http.host": "host",
     "http.port": "http_port",
     "http.allow_anonymous_list": "allow_anonymous_list",
+    "http.auth_requires_tls": "auth_requires_tls",
+    "http.tls_cert": "tls_cert",
+    "http.tls_key": "tls_key",
     "handle.port": "handle_port",
     "handle.advertise": "handle_advertise",
     "handle.site_serial": "site_serial",
@@ -90,6 +101,7 @@ _FILE_KEYS = {
     "node.drain_seconds": "drain_seconds",
     "node.case_sensitive": "case_sensitive",
     "node.homed_prefixes": "homed_prefixes",
+    "node.server_admins": "server_admins",
     "node.log_level": "log_level",
 }
 _UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
@@ -135,7 +147,7 @@ def _check(field: str, key: str, v: Any) -> Any:
         if field == "log_level" and v.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(key, "expected one of debug, info, warning, error")
         return v
-    if field in ("allow_anonymous_list", "case_sensitive"):
+    if field in ("allow_anonymous_list", "case_sensitive", "auth_requires_tls"):
         if not isinstance(v, bool):
             raise ConfigError(key, f"expected true or false, got {v!r}")
         return v
@@ -150,6 +162,24 @@ def _check(field: str, key: str, v: Any) -> Any:
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 1 <= v <= 86400:
             raise ConfigError(key, "expected a number of seconds between 1 and 86400")
         return float(v)
+    if field in ("tls_cert", "tls_key"):
+        if not isinstance(v, str):
+            raise ConfigError(key, f"expected a file path, got {v!r}")
+        if v and not os.path.isfile(v):
+            raise ConfigError(key, f"no such file: {v}")
+        return v
+    if field == "server_admins":
+        if not isinstance(v, (list, tuple)) or not all(isinstance(a, str) for a in v):
+            raise ConfigError(key, 'expected a list of identities such as ["300:0.NA/88.118"]')
+        for a in v:
+            index, colon, handle = a.partition(":")
+            try:
+                if not colon or not index.isdigit() or "/" not in handle:
+                    raise InvalidIdentifier("expected index:handle")
+                Identifier.parse(handle)
+            except InvalidIdentifier as exc:
+                raise ConfigError(key, f"{a!r} is not an identity: {exc.message}") from None
+        return tuple(v)
     if field == "site_description":
         if not isinstance(v, str):
             raise ConfigError(key, f"expected a string, got {v!r}")
@@ -217,4 +247,6 @@ def load(path: str | None = None, overrides: Mapping[str, Any] | None = None) ->
     for field, value in (overrides or {}).items():
         if value is not None:
             values[field] = _check(field, flag_names.get(field, field), value)
+    if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
+        raise ConfigError("http.tls_cert", "tls_cert and tls_key go together")
     return Config(**values)

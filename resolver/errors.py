@@ -29,8 +29,12 @@ class Outcome(enum.Enum):
     NOT_SUPPORTED = "not_supported"
     #: The identifier's prefix is not held here and no referral or forwarding applies.
     NOT_RESPONSIBLE = "not_responsible"
-    #: The identifier (or value) already exists and overwriting was not asked for.
+    #: The identifier already exists and overwriting was not asked for.
     ALREADY_EXISTS = "already_exists"
+    #: A value with that index already exists and overwriting was not asked for.
+    VALUE_EXISTS = "value_exists"
+    #: A write names a value index the identifier does not have.
+    NO_SUCH_VALUE = "no_such_value"
     #: The operation needs an authenticated identity.
     AUTH_NEEDED = "auth_needed"
     #: Authentication was attempted and failed.
@@ -41,6 +45,8 @@ class Outcome(enum.Enum):
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     #: The node sheds load.
     BUSY = "busy"
+    #: Too many failed authentications from this client; it must wait.
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
     #: The store's memory map is full; the write was rolled back, reads still work.
     STORE_FULL = "store_full"
     #: Anything else: a bug or a corrupt store.  Logged at the boundary.
@@ -92,10 +98,52 @@ class AlreadyExists(IdnodeError):
     outcome = Outcome.ALREADY_EXISTS
 
 
+class HandleNotFound(IdnodeError):
+    """Handle not found"""
+
+    outcome = Outcome.NOT_FOUND
+
+
+class ValueExists(IdnodeError):
+    """Value already exists"""
+
+    outcome = Outcome.VALUE_EXISTS
+
+
+class NoSuchValue(IdnodeError):
+    """Value not found"""
+
+    outcome = Outcome.NO_SUCH_VALUE
+
+
+class NotResponsible(IdnodeError):
+    """That prefix doesn't live here"""
+
+    outcome = Outcome.NOT_RESPONSIBLE
+
+
+class TooManyAttempts(IdnodeError):
+    """Too many failed authentication attempts; try again later"""
+
+    outcome = Outcome.TOO_MANY_ATTEMPTS
+
+
 class AuthenticationNeeded(IdnodeError):
     """Authentication needed"""
 
     outcome = Outcome.AUTH_NEEDED
+
+
+class AuthenticationFailed(IdnodeError):
+    """Authentication failed"""
+
+    outcome = Outcome.AUTH_FAILED
+
+
+class Forbidden(IdnodeError):
+    """Insufficient permissions"""
+
+    outcome = Outcome.FORBIDDEN
 
 
 class StoreError(IdnodeError):

@@ -25,11 +25,13 @@ from resolver.identifier import Identifier, NA_PREFIX
 from resolver.protocols.handle.codes import RC_FOR
 from resolver.protocols.http import codec
 from resolver.protocols.http.codes import STATUS_FOR
+from resolver.servers.http_admin import AdminHttp
 from resolver.store.lmdb_store import LmdbStore
 
 log = logging.getLogger("idnode.http")
 
 API = "/api/handles"
+CHANGES = "/api/v1/changes"
 _API_SLASH = len(API) + 1
 # Pre-built multidicts: aiohttp copies the headers of every Response, and copying a CIMultiDict
 # is ~0.5 µs cheaper than building one from a dict.
@@ -57,6 +59,19 @@ def _int4(value: str) -> int:
     raise MalformedRequest(f"Bad index parameter {value!r}")
 
 
+def _filter_param(name: str, value: str, types: list[str], indexes: list[int]
+                  ) -> MalformedRequest | None:  # fmt: skip
+    """Collect one ``type`` or ``index`` parameter; a bad index comes back as the error."""
+    if name == "type":
+        types.append(value)
+        return None
+    try:
+        indexes.append(_int4(value))
+    except MalformedRequest as exc:
+        return exc
+    return None
+
+
 def _fast_status(body: bytes) -> int:
     return _STATUS_NOT_FOUND if body.startswith(_NOT_FOUND_PREFIX) else _STATUS_OK
 
@@ -80,8 +95,10 @@ def _error(outcome: Outcome, handle: str | None, message: str = "", status: int 
 class HandleApi:
     """Request handlers of the REST API over one store and one engine."""
 
-    def __init__(self, store: LmdbStore, resolver: Resolver, config: Config) -> None:
+    def __init__(self, store: LmdbStore, resolver: Resolver, config: Config,
+                 admin: AdminHttp | None = None) -> None:  # fmt: skip
         self.store = store
+        self.admin = admin
         self.env = store.env
         self.records_db = store.records_db
         self.prefixes_db = store.prefixes_db
@@ -92,8 +109,6 @@ class HandleApi:
     # -- GET /api/handles/{handle} --------------------------------------------------------
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         method = request.method
-        if method not in ("GET", "HEAD"):
-            return self.not_allowed(request)
         raw = request.raw_path
         q = raw.find("?")
         path = raw[_API_SLASH:q] if q >= 0 else raw[_API_SLASH:]
@@ -101,6 +116,14 @@ class HandleApi:
             handle = unquote_to_bytes(path) if "%" in path else path.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError:
             handle = path.encode("utf-8", "replace")
+        if method not in ("GET", "HEAD"):
+            if self.admin is None:
+                return self.not_allowed(request)
+            if method in ("PUT", "DELETE"):
+                return await self.admin.write(request, _echo(handle), raw[q + 1 :] if q >= 0 else "")
+            return self.not_allowed(request, "GET, HEAD, PUT, DELETE")
+        if self.admin is not None and self.admin.has_credentials(request):
+            return await self.authenticated_read(request, handle, raw[q + 1 :] if q >= 0 else "")
         if q < 0:
             txn = self.env.begin()  # not a with-block: the context manager costs ~0.4 µs
             try:
@@ -119,13 +142,9 @@ class HandleApi:
         public_only, callback, pretty, fast = True, None, False, True
         bad: MalformedRequest | None = None
         for name, value in parse_qsl(query, keep_blank_values=True):
-            if name == "type":
-                types.append(value)
-            elif name == "index":
-                try:
-                    indexes.append(_int4(value))
-                except MalformedRequest as exc:
-                    bad = bad or exc
+            if name in ("type", "index"):
+                err = _filter_param(name, value, types, indexes)
+                bad = bad or err  # the first bad index is the one reported
             elif name == "publicOnly":
                 public_only = _true(value)
             elif name == "callback":
@@ -178,6 +197,17 @@ class HandleApi:
             body = codec.jsonp(callback, body)
         return _json(status, body, headers)
 
+    async def authenticated_read(self, request: web.BaseRequest, handle: bytes,
+                                 query: str) -> web.StreamResponse:  # fmt: skip
+        types: list[str] = []
+        indexes: list[int] = []
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            if name in ("type", "index"):
+                bad = _filter_param(name, value, types, indexes)
+                if bad is not None:
+                    return _error(bad.outcome, _echo(handle), bad.message)
+        return await self.admin.read(request, _echo(handle), tuple(types), tuple(indexes))
+
     # -- GET /api/handles?prefix=P --------------------------------------------------------
     async def listing(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.method not in ("GET", "HEAD"):
@@ -186,7 +216,7 @@ class HandleApi:
         prefix = query.get("prefix")
         if prefix is None:
             return _error(Outcome.INVALID_IDENTIFIER, None, "Empty handle invalid")
-        if not self.allow_anonymous_list:
+        if not self.allow_anonymous_list and self.admin is None:
             # LIST_HANDLES needs an authenticated administrator (handle.md §7.1).
             resp = _error(Outcome.AUTH_NEEDED, None, "Authentication needed to list handles")
             resp.headers["WWW-Authenticate"] = 'Basic realm="handle"'
@@ -202,24 +232,36 @@ class HandleApi:
         except InvalidIdentifier as exc:
             return _error(Outcome.INVALID_IDENTIFIER, None, exc.message)
         key = ident.suffix_key
-        if self.store.get_prefix(key) is None:
-            return _error(Outcome.NOT_RESPONSIBLE, None, NOT_HERE)
-        if size is None or size < 0:
-            total, keys = self.store.list_keys(key)
+        offset, limit = (0, None) if size is None or size < 0 else (max(page or 0, 0) * size, size)
+        if self.admin is not None:
+            listed = await self.admin.listing(request, name, offset, limit)
+            if isinstance(listed, web.Response):
+                return listed
+            total, handles = listed
         else:
-            total, keys = self.store.list_keys(key, max(page or 0, 0) * size, size)
-        handles = [k.decode("utf-8", "replace") for k in keys]
+            if self.store.get_prefix(key) is None:
+                return _error(Outcome.NOT_RESPONSIBLE, None, NOT_HERE)
+            total, keys = self.store.list_keys(key, offset, limit)
+            handles = [k.decode("utf-8", "replace") for k in keys]
         if size is not None and size < 0:
             size = None
         if size is not None and page is None:
             page = 0
         return _json(200, codec.listing_body(prefix, total, handles, page, size))
 
+    # -- GET /api/v1/changes -------------------------------------------------------------------
+    async def changes(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            return self.not_allowed(request)
+        if self.admin is None:
+            return await self.unknown(request)
+        return await self.admin.changes(request)
+
     # -- errors ------------------------------------------------------------------------------
-    def not_allowed(self, request: web.BaseRequest) -> web.Response:
+    def not_allowed(self, request: web.BaseRequest, allow: str = "GET, HEAD") -> web.Response:
         resp = _error(Outcome.MALFORMED, None,
                       f"Unknown HTTP API endpoint {request.method} {request.path}", status=405)  # fmt: skip
-        resp.headers["Allow"] = "GET, HEAD"
+        resp.headers["Allow"] = allow
         return resp
 
     async def unknown(self, request: web.BaseRequest) -> web.Response:
@@ -251,6 +293,8 @@ class HttpFrontEnd:
                     return await self.api.handle(request)
                 if rest in ("", "/") or rest[:1] == "?" or rest[:2] == "/?":
                     return await self.api.listing(request)
+            if path.startswith(CHANGES) and path[len(CHANGES) : len(CHANGES) + 1] in ("", "?"):
+                return await self.api.changes(request)
             return await self.api.unknown(request)
         except IdnodeError as exc:
             log.warning("E010 %s on %s %s: %s", type(exc).__name__, request.method, request.path, exc)
@@ -260,9 +304,11 @@ class HttpFrontEnd:
             return _error(Outcome.INTERNAL, None, "Internal error")
 
 
-def make_handler(store: LmdbStore, resolver: Resolver, config: Config) -> HttpFrontEnd:
-    """The request handler for ``JsonServer`` (see ``lifecycle.run_http``)."""
-    return HttpFrontEnd(HandleApi(store, resolver, config))
+def make_handler(store: LmdbStore, resolver: Resolver, config: Config,
+                 admin: AdminHttp | None = None) -> HttpFrontEnd:  # fmt: skip
+    """The request handler for ``JsonServer`` (see ``lifecycle.run_http``); ``admin`` brings
+    writes and authenticated reads (None: a read-only API)."""
+    return HttpFrontEnd(HandleApi(store, resolver, config, admin))
 
 
 class _JsonErrorRequestHandler(RequestHandler):

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from typing import Callable
@@ -42,16 +43,21 @@ def install_event_loop_policy() -> str:
 
 
 async def run_worker(store: LmdbStore, resolver: Resolver, config: Config, http_port: int,
-                     handle_port: int) -> None:  # fmt: skip
-    """Serve HTTP, Handle UDP and Handle TCP on SO_REUSEPORT sockets until SIGTERM or SIGINT;
-    then stop accepting, let in-flight work finish (≤ ``drain_seconds``) and return."""
+                     handle_port: int, admin=None) -> None:  # fmt: skip
+    """Serve HTTP(S), Handle UDP and Handle TCP on SO_REUSEPORT sockets until SIGTERM or
+    SIGINT; then stop accepting, let in-flight work finish (≤ ``drain_seconds``) and return.
+    ``admin``: the REST writes (``http_admin.AdminHttp``), None for a read-only API."""
     http = web.ServerRunner(
-        JsonServer(http_app.make_handler(store, resolver, config), access_log=None,
+        JsonServer(http_app.make_handler(store, resolver, config, admin), access_log=None,
                    max_field_size=16384),
         shutdown_timeout=config.drain_seconds, handle_signals=False,
     )  # fmt: skip
     await http.setup()
-    await web.SockSite(http, listening_socket(config.host, http_port)).start()
+    tls = None
+    if config.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(config.tls_cert, config.tls_key)
+    await web.SockSite(http, listening_socket(config.host, http_port), ssl_context=tls).start()
     frontend = HandleFrontEnd(resolver, config)
     udp = await start_udp(store, frontend, config.host, handle_port, config.case_sensitive,
                           config.record_cache)  # fmt: skip

@@ -8,6 +8,7 @@ becomes ``StoreFull`` after LMDB has aborted the transaction, so the store stays
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 from typing import Iterable, Iterator
@@ -57,18 +58,32 @@ class LmdbStore:
                 txn.put(S.META_FORMAT_VERSION, str(S.FORMAT_VERSION).encode())
                 txn.put(S.META_CREATED, str(int(time.time())).encode())
             return
+        if found == b"1" and not readonly:
+            with self.env.begin(write=True) as txn:  # one transaction: all or nothing
+                upgrade_v1_changes(txn, self.changes_db)
+                txn.put(S.META_FORMAT_VERSION, str(S.FORMAT_VERSION).encode(), db=self.meta_db)
+            return
         if found != str(S.FORMAT_VERSION).encode():
             self.env.close()
             shown = found.decode("ascii", "replace") if found is not None else "none"
             raise StoreFormatError(
                 f"store at {self.path} has format version {shown}; this idnode reads version "
-                f"{S.FORMAT_VERSION} only — migrate it or point --data elsewhere"
+                f"{S.FORMAT_VERSION} only"
+                + (" — open it once writable (e.g. idnode load) to upgrade it" if found == b"1"
+                   else " — migrate it or point --data elsewhere")
             )
 
     # -- reads -----------------------------------------------------------------------------
     def read(self):
         """A read transaction (context manager); cheap, never blocks writers."""
         return self.env.begin(write=False)
+
+    @contextlib.contextmanager
+    def view(self):
+        """A read-only view (``get_record``, ``get_prefix``, ``list_keys``) of one snapshot —
+        the same interface ``update`` plans get."""
+        with self.env.begin(write=False) as txn:
+            yield _View(self, txn)
 
     def get_record(self, key: bytes) -> bytes | None:
         with self.env.begin() as txn:
@@ -85,33 +100,38 @@ class LmdbStore:
     def list_keys(self, prefix: bytes, offset: int = 0, limit: int | None = None
                   ) -> tuple[int, list[bytes]]:  # fmt: skip
         """Keys under ``prefix/`` in key order: (total count, keys[offset:offset+limit])."""
-        start = prefix + b"/"
-        total, keys = 0, []
         with self.env.begin() as txn:
-            cur = txn.cursor(db=self.records_db)
-            if not cur.set_range(start):
-                return 0, []
-            for key in cur.iternext(keys=True, values=False):
-                if not key.startswith(start):
-                    break
-                if total >= offset and (limit is None or len(keys) < limit):
-                    keys.append(key)
-                total += 1
-        return total, keys
+            return _list_keys(txn, self.records_db, prefix, offset, limit)
 
     def last_txn_id(self) -> int:
         with self.env.begin() as txn:
             cur = txn.cursor(db=self.changes_db)
             return S.TXN_ID.unpack(cur.key())[0] if cur.last() else 0
 
-    def changes_since(self, txn_id: int) -> Iterator[LoggedChange]:
+    def changes_since(self, txn_id: int, limit: int | None = None) -> Iterator[LoggedChange]:
+        """Change-log entries after ``txn_id``, oldest first (at most ``limit``)."""
         with self.env.begin() as txn:
             cur = txn.cursor(db=self.changes_db)
             if not cur.set_range(S.TXN_ID.pack(txn_id + 1)):
                 return
-            for k, v in cur:
-                action, ms = S.CHANGE.unpack_from(v)
-                yield LoggedChange(S.TXN_ID.unpack(k)[0], action, ms, bytes(v[S.CHANGE.size :]))
+            for n, (k, v) in enumerate(cur):
+                if limit is not None and n >= limit:
+                    return
+                yield decode_change(S.TXN_ID.unpack(k)[0], v)
+
+    def meta_value(self, name: bytes, create=None) -> bytes | None:
+        """A ``meta`` entry; when missing and ``create`` is given, ``create()`` is stored
+        (first writer wins: every process then reads the same bytes)."""
+        with self.env.begin(db=self.meta_db) as txn:
+            found = txn.get(name)
+        if found is not None or create is None:
+            return found
+        with self.env.begin(write=True, db=self.meta_db) as txn:
+            found = txn.get(name)
+            if found is None:
+                found = create()
+                txn.put(name, found)
+        return found
 
     def stat(self) -> dict:
         with self.env.begin() as txn:
@@ -122,36 +142,29 @@ class LmdbStore:
             }
 
     # -- writes ----------------------------------------------------------------------------
-    def write(self, changes: Iterable[Change]) -> int:
+    def write(self, changes: Iterable[Change], identity: str = "") -> int:
         """Apply a batch in one transaction (keys sorted); unchanged records are skipped."""
-        batch = sorted(changes, key=lambda c: (c.prefix, c.key))
+        batch = list(changes)
         if not batch:
             return 0
-        now_ms = int(time.time() * 1000)
+        return self.update(lambda _view: batch, identity)
+
+    def update(self, plan, identity: str = ""):
+        """Run ``plan(view)`` in a write transaction, apply the changes it returns there.
+
+        Returns what ``write`` returns: the last transaction id logged (0 if nothing changed).
+        ``view`` reads inside the
+        transaction (``get_record``, ``get_prefix``, ``list_keys``), so checks and the writes
+        they allow cannot be separated by another writer (LMDB serialises write transactions
+        across processes).  An exception from ``plan`` aborts the transaction.
+        """
+        ident = identity.encode("utf-8")
+        if len(ident) > 0xFFFF:
+            raise StoreError("identity too long for the change log")
         try:
             with self.env.begin(write=True) as txn:
-                cur = txn.cursor(db=self.changes_db)
-                next_id = (S.TXN_ID.unpack(cur.key())[0] if cur.last() else 0) + 1
-                first = next_id
-                for c in batch:
-                    db = self.prefixes_db if c.prefix else self.records_db
-                    old = txn.get(c.key, db=db)
-                    if c.blob is None:
-                        if old is None or not txn.delete(c.key, db=db):
-                            continue
-                        action = S.ACTION_UNHOME_PREFIX if c.prefix else S.ACTION_DELETE
-                    else:
-                        if old == c.blob:
-                            continue  # idempotent: same bytes, no change, no log entry
-                        txn.put(c.key, c.blob, db=db)
-                        if c.prefix:
-                            action = S.ACTION_HOME_PREFIX
-                        else:
-                            action = S.ACTION_UPDATE if old is not None else S.ACTION_CREATE
-                    txn.put(S.TXN_ID.pack(next_id), S.CHANGE.pack(action, now_ms) + c.key,
-                            db=self.changes_db, append=True)  # fmt: skip
-                    next_id += 1
-                return next_id - 1 if next_id > first else 0
+                batch = sorted(plan(_View(self, txn)), key=lambda c: (c.prefix, c.key))
+                return self._apply(txn, batch, ident)
         except lmdb.MapFullError:
             raise StoreFull(
                 f"store at {self.path} is full (map_size {self.env.info()['map_size']} bytes): "
@@ -160,6 +173,102 @@ class LmdbStore:
         except lmdb.Error as exc:
             raise StoreError(f"write failed: {exc}") from None
 
+    def _apply(self, txn, batch: list[Change], ident: bytes) -> int:
+        now_ms = int(time.time() * 1000)
+        cur = txn.cursor(db=self.changes_db)
+        next_id = (S.TXN_ID.unpack(cur.key())[0] if cur.last() else 0) + 1
+        first = next_id
+        tail = S.IDENTITY_LEN.pack(len(ident)) + ident
+        for c in batch:
+            db = self.prefixes_db if c.prefix else self.records_db
+            old = txn.get(c.key, db=db)
+            if c.blob is None:
+                if old is None or not txn.delete(c.key, db=db):
+                    continue
+                action = S.ACTION_UNHOME_PREFIX if c.prefix else S.ACTION_DELETE
+            else:
+                if old == c.blob:
+                    continue  # idempotent: same bytes, no change, no log entry
+                txn.put(c.key, c.blob, db=db)
+                if c.prefix:
+                    action = S.ACTION_HOME_PREFIX
+                else:
+                    action = S.ACTION_UPDATE if old is not None else S.ACTION_CREATE
+            if len(c.key) > 0xFFFF:
+                raise StoreError("key too long for the change log")
+            entry = b"".join((S.CHANGE.pack(action, now_ms, c.op, len(c.key)), c.key, tail,
+                              _digest(old), _digest(c.blob)))  # fmt: skip
+            txn.put(S.TXN_ID.pack(next_id), entry, db=self.changes_db, append=True)
+            next_id += 1
+        return next_id - 1 if next_id > first else 0
+
     def close(self) -> None:
         with contextlib.suppress(lmdb.Error):
             self.env.close()
+
+
+class _View:
+    """Reads inside one transaction: ``LmdbStore.update`` plans, ``LmdbStore.view``."""
+
+    def __init__(self, store: LmdbStore, txn) -> None:
+        self._store, self.txn = store, txn
+
+    def get_record(self, key: bytes) -> bytes | None:
+        return self.txn.get(key, db=self._store.records_db)
+
+    def get_prefix(self, prefix: bytes) -> bytes | None:
+        return self.txn.get(prefix, db=self._store.prefixes_db)
+
+    def list_keys(self, prefix: bytes, offset: int = 0, limit: int | None = None
+                  ) -> tuple[int, list[bytes]]:  # fmt: skip
+        return _list_keys(self.txn, self._store.records_db, prefix, offset, limit)
+
+
+def _digest(blob: bytes | None) -> bytes:
+    return S.NO_DIGEST if blob is None else hashlib.sha256(blob).digest()
+
+
+def decode_change(txn_id: int, v: bytes) -> LoggedChange:
+    """A ``changes`` value (format 2, schema.CHANGES) → LoggedChange."""
+    action, ms, op, klen = S.CHANGE.unpack_from(v)
+    p = S.CHANGE.size
+    key = bytes(v[p : p + klen])
+    p += klen
+    (ilen,) = S.IDENTITY_LEN.unpack_from(v, p)
+    p += S.IDENTITY_LEN.size
+    identity = bytes(v[p : p + ilen]).decode("utf-8")
+    p += ilen
+    before, after = bytes(v[p : p + S.DIGEST_SIZE]), bytes(v[p + S.DIGEST_SIZE : p + 2 * S.DIGEST_SIZE])
+    return LoggedChange(txn_id, action, ms, key, op, identity,
+                        None if before == S.NO_DIGEST else before,
+                        None if after == S.NO_DIGEST else after)  # fmt: skip
+
+
+def upgrade_v1_changes(txn, changes_db) -> int:
+    """Rewrite every format-1 change-log entry (action, time, key) as format 2 (op 0, no
+    identity, no digests: v1 did not record them).  Returns the entries rewritten."""
+    n = 0
+    tail = S.IDENTITY_LEN.pack(0) + S.NO_DIGEST + S.NO_DIGEST
+    cur = txn.cursor(db=changes_db)
+    for k, v in cur:
+        action, ms = S.CHANGE_V1.unpack_from(v)
+        key = bytes(v[S.CHANGE_V1.size :])
+        cur.put(k, S.CHANGE.pack(action, ms, 0, len(key)) + key + tail)
+        n += 1
+    return n
+
+
+def _list_keys(txn, records_db, prefix: bytes, offset: int, limit: int | None
+               ) -> tuple[int, list[bytes]]:  # fmt: skip
+    start = prefix + b"/"
+    total, keys = 0, []
+    cur = txn.cursor(db=records_db)
+    if not cur.set_range(start):
+        return 0, []
+    for key in cur.iternext(keys=True, values=False):
+        if not key.startswith(start):
+            break
+        if total >= offset and (limit is None or len(keys) < limit):
+            keys.append(key)
+        total += 1
+    return total, keys

@@ -7,7 +7,9 @@ means bumping ``FORMAT_VERSION``; a store of another version is refused at open.
 import struct
 
 #: Version of everything below.  Stored in ``meta`` under ``format_version`` as ASCII digits.
-FORMAT_VERSION = 1
+#: 2: change-log entries name the operation, the identity and digests of before/after (v1 had
+#: action, time and key only; a writable open upgrades a v1 store in place).
+FORMAT_VERSION = 2
 
 #: ``records``: key = normalised identifier (ASCII-upper-cased UTF-8, resolver.identifier)
 #: # KEY_FORMAT; value = a stored record (layout v1, resolver.record).
@@ -16,9 +18,19 @@ RECORDS = b"records"
 #: value = the stored record of the prefix handle ``0.NA/<prefix>``.  Presence = homed here.
 PREFIXES = b"prefixes"
 #: ``changes``: key = u64 big-endian transaction id, monotonic from 1 # KEY_FORMAT;
-#: value = CHANGE header (u8 action, u64 time in ms since 1970 UTC) + the affected key.
+#: value (v2) =
+#:
+#:     u8  action       ACTION_* below: what happened to the key
+#:     u64 time         ms since 1970 UTC
+#:     u16 op           Handle op code that made the change (OC 100 create, 102 add value, ...);
+#:                      0 = bulk load or operator tool
+#:     u16 key length   then the affected key (a records key, or a prefixes key for prefix actions)
+#:     u16 identity length, then the identity "index:handle" in UTF-8 (empty: local operator)
+#:     32 B SHA-256 of the stored record before (zeros: none), 32 B SHA-256 after (zeros: none)
+#:
 #: Every write to ``records`` or ``prefixes`` appends its entry in the same transaction: the
-#: workers' record caches (native.RecordCache) forget changed keys by reading this log.
+#: workers' record caches (native.RecordCache) forget changed keys by reading this log, and
+#: replication, upstream sync and the audit trail read it.
 CHANGES = b"changes"
 #: ``meta``: key = ASCII name; value = ASCII or raw bytes (format_version, created, node_id).
 META = b"meta"
@@ -26,7 +38,11 @@ META = b"meta"
 ALL_DATABASES = (RECORDS, PREFIXES, CHANGES, META)
 
 TXN_ID = struct.Struct(">Q")  # KEY_FORMAT
-CHANGE = struct.Struct(">BQ")
+CHANGE = struct.Struct(">BQHH")  # action, time, op, key length; then key, identity, digests
+CHANGE_V1 = struct.Struct(">BQ")  # format 1: action, time; then the key
+IDENTITY_LEN = struct.Struct(">H")
+DIGEST_SIZE = 32  # SHA-256
+NO_DIGEST = bytes(DIGEST_SIZE)
 
 #: Change actions, numbered as Handle.net transactions (handle.md §6).
 ACTION_CREATE = 1

@@ -28,6 +28,8 @@ REFERENCE_STATUS = {
 EXTENSIONS = {
     Outcome.UPSTREAM_UNAVAILABLE: 504,  # a peer did not answer: gateway timeout
     Outcome.STORE_FULL: 507,  # LMDB map full: insufficient storage
+    Outcome.NO_SUCH_VALUE: 400,  # rc 200 outside a resolution: the reference's 400 (§3.4, §7.1)
+    Outcome.TOO_MANY_ATTEMPTS: 429,  # failed-login rate limit: Too Many Requests, not 503
 }
 
 #: Anchors straight from handle.md §3.4 / §7.

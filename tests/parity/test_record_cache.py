@@ -68,6 +68,7 @@ def _url(reply: bytes) -> bytes | None:
 
 def test_cache_constants_match_the_schema():
     assert NC.CHANGE_HEADER == S.CHANGE.size
+    assert S.CHANGE.pack(0, 0, 0, 0x1234)[NC.CHANGE_KEY_LENGTH :] == b"\x12\x34"
     assert NC.ACTION_HOME_PREFIX == S.ACTION_HOME_PREFIX
     assert NC.ACTION_UNHOME_PREFIX == S.ACTION_UNHOME_PREFIX
     assert S.TXN_ID.size == 8

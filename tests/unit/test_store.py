@@ -143,7 +143,7 @@ def test_new_store_records_its_format(tmp_path):
         s.close()
 
 
-@pytest.mark.parametrize("stored", [b"2", b"0", b"999", b"v1"])
+@pytest.mark.parametrize("stored", [b"3", b"0", b"999", b"v1"])
 def test_other_format_version_is_refused(tmp_path, stored):
     path = tmp_path / "s"
     s = LmdbStore(path, map_size=8 << 20)
@@ -254,3 +254,86 @@ def test_readonly_store_reads(tmp_path):
             ro.write([Change(b"88/B", b"b")])
     finally:
         ro.close()
+
+
+# -- format 2: the change log names op, identity and digests; format 1 is upgraded --------------
+
+
+def test_change_log_records_op_identity_and_digests(tmp_path):
+    import hashlib
+
+    s = LmdbStore(tmp_path / "s", map_size=8 << 20)
+    try:
+        s.write([Change(b"88/A", b"one", op=100)], identity="300:88/ADMIN")
+        s.write([Change(b"88/A", b"two", op=104)], identity="300:88/ADMIN")
+        s.write([Change(b"88/A", None, op=101)])
+        log = list(s.changes_since(0))
+        assert [(c.action, c.op, c.identity) for c in log] == [
+            (S.ACTION_CREATE, 100, "300:88/ADMIN"), (S.ACTION_UPDATE, 104, "300:88/ADMIN"),
+            (S.ACTION_DELETE, 101, "")]  # fmt: skip
+        sha = lambda b: hashlib.sha256(b).digest()  # noqa: E731
+        assert [(c.before, c.after) for c in log] == [
+            (None, sha(b"one")), (sha(b"one"), sha(b"two")), (sha(b"two"), None)]
+        assert [c.txn_id for c in s.changes_since(1, limit=1)] == [2]
+    finally:
+        s.close()
+
+
+def test_update_plan_sees_its_transaction_and_an_error_rolls_back(tmp_path):
+    s = LmdbStore(tmp_path / "s", map_size=8 << 20)
+    try:
+        s.write([Change(b"88/A", b"a")])
+
+        def plan(view):
+            assert view.get_record(b"88/A") == b"a"
+            return [Change(b"88/B", b"b")]
+
+        assert s.update(plan) == 2
+
+        def failing(view):
+            raise ValueError("refused")
+
+        with pytest.raises(ValueError):
+            s.update(failing)
+        assert s.get_record(b"88/B") == b"b" and s.last_txn_id() == 2
+        with s.view() as view:
+            assert view.list_keys(b"88") == (2, [b"88/A", b"88/B"])
+    finally:
+        s.close()
+
+
+def test_format_1_store_is_upgraded_by_a_writable_open(tmp_path):
+    path = tmp_path / "s"
+    env = lmdb.open(str(path), max_dbs=8, map_size=8 << 20)
+    with env.begin(write=True) as txn:
+        meta = env.open_db(S.META, txn=txn)
+        changes = env.open_db(S.CHANGES, txn=txn)
+        for db in (S.RECORDS, S.PREFIXES):
+            env.open_db(db, txn=txn)
+        txn.put(S.META_FORMAT_VERSION, b"1", db=meta)
+        txn.put(S.TXN_ID.pack(1), S.CHANGE_V1.pack(S.ACTION_CREATE, 1234) + b"88/OLD", db=changes)
+    env.close()
+    with pytest.raises(StoreFormatError) as info:
+        LmdbStore(path, map_size=8 << 20, readonly=True)
+    assert "upgrade" in info.value.message
+    s = LmdbStore(path, map_size=8 << 20)
+    try:
+        (c,) = s.changes_since(0)
+        assert (c.txn_id, c.action, c.time_ms, c.key, c.op, c.identity, c.before, c.after) == (
+            1, S.ACTION_CREATE, 1234, b"88/OLD", 0, "", None, None)
+        s.write([Change(b"88/NEW", b"n")])
+        assert [x.key for x in s.changes_since(0)] == [b"88/OLD", b"88/NEW"]
+    finally:
+        s.close()
+    s = LmdbStore(path, map_size=8 << 20, readonly=True)  # now format 2
+    s.close()
+
+
+def test_meta_value_is_created_once(tmp_path):
+    s = LmdbStore(tmp_path / "s", map_size=8 << 20)
+    try:
+        first = s.meta_value(b"k", lambda: b"first")
+        assert first == b"first" and s.meta_value(b"k", lambda: b"second") == b"first"
+        assert s.meta_value(b"missing") is None
+    finally:
+        s.close()

@@ -346,20 +346,39 @@ def test_unknown_route_is_json_404(node, path):
     assert doc["message"].startswith("Unknown HTTP API endpoint GET ")
 
 
-@pytest.mark.parametrize("method", ["PUT", "DELETE", "POST", "PATCH", "OPTIONS"])
-@pytest.mark.parametrize("path", ["/api/handles/88.118.8/x", "/api/handles/88.118.8/demo-1",
-                                  "/api/handles?prefix=88.118.8"])  # fmt: skip
+@pytest.mark.parametrize("method", ["POST", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize("path", ["/api/handles/88.118.8/x", "/api/handles/88.118.8/demo-1"])
 def test_other_methods_are_json_405_with_allow(node, method, path):
-    body = b'[{"index":1,"type":"URL","data":"https://example.com/x"}]' if method in ("PUT", "POST") else None
+    body = b'[{"index":1,"type":"URL","data":"https://example.com/x"}]' if method == "POST" else None
     headers = {"Content-Type": "application/json"} if body else {}
     r = node.get(path, method=method, body=body, headers=headers)
     assert r.status == 405
     assert r.content_type == JSON_CT
-    assert r.headers.get("Allow") == "GET, HEAD"
+    assert r.headers.get("Allow") == "GET, HEAD, PUT, DELETE"
     doc = json.loads(r.body)
     assert doc["responseCode"] == 4
     assert doc["message"] == f"Unknown HTTP API endpoint {method} {path.split('?')[0]}"
     # nothing was written: the record is unchanged
+    assert node.get(api("88.118.8/demo-1")).body == DEMO1
+    assert node.get(api("88.118.8/x")).status == 404
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "POST", "PATCH", "OPTIONS"])
+def test_listing_takes_only_get(node, method):
+    r = node.get("/api/handles?prefix=88.118.8", method=method)
+    assert r.status == 405 and r.headers.get("Allow") == "GET, HEAD"
+    assert json.loads(r.body)["responseCode"] == 4
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE"])
+@pytest.mark.parametrize("path", ["/api/handles/88.118.8/x", "/api/handles/88.118.8/demo-1"])
+def test_writes_without_credentials_are_401_rc_402(node, method, path):
+    body = b'[{"index":1,"type":"URL","data":"https://example.com/x"}]' if method == "PUT" else None
+    headers = {"Content-Type": "application/json"} if body else {}
+    r = node.get(path, method=method, body=body, headers=headers)
+    assert r.status == 401 and r.headers.get("WWW-Authenticate") == 'Basic realm="handle"'
+    doc = json.loads(r.body)
+    assert doc["responseCode"] == 402
     assert node.get(api("88.118.8/demo-1")).body == DEMO1
     assert node.get(api("88.118.8/x")).status == 404
 

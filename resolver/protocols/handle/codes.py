@@ -83,11 +83,14 @@ RC_FOR: dict[Outcome, ResponseCode] = {
     Outcome.NOT_SUPPORTED: ResponseCode.OPERATION_NOT_SUPPORTED,
     Outcome.NOT_RESPONSIBLE: ResponseCode.SERVER_NOT_RESP,
     Outcome.ALREADY_EXISTS: ResponseCode.HANDLE_ALREADY_EXISTS,
+    Outcome.VALUE_EXISTS: ResponseCode.VALUE_ALREADY_EXISTS,
+    Outcome.NO_SUCH_VALUE: ResponseCode.VALUES_NOT_FOUND,
     Outcome.AUTH_NEEDED: ResponseCode.AUTHENTICATION_NEEDED,
     Outcome.AUTH_FAILED: ResponseCode.AUTHENTICATION_FAILED,
     Outcome.FORBIDDEN: ResponseCode.INSUFFICIENT_PERMISSIONS,
     Outcome.UPSTREAM_UNAVAILABLE: ResponseCode.SERVER_NOT_RESP,
     Outcome.BUSY: ResponseCode.SERVER_TOO_BUSY,
+    Outcome.TOO_MANY_ATTEMPTS: ResponseCode.SERVER_TOO_BUSY,  # reliability.md: RC 3
     Outcome.STORE_FULL: ResponseCode.ERROR,
     Outcome.INTERNAL: ResponseCode.ERROR,
 }

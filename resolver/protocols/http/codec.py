@@ -6,15 +6,22 @@ Shapes (key order matters — clients and our parity tests compare bytes):
   only for responseCode 200 of a resolution, ``handle`` only when the request named one
   (reference ``GsonUtility.serializeResponseToRequest``).
 * listing:        ``{"responseCode":1,"prefix":P,"totalCount":"N"[,"page":p,"pageSize":s],"handles":[…]}``
+* write success:  ``{"responseCode":1,"handle":H}``
 Each V is ``resolver.valuejson.value_to_json``; the stored JSON section holds the same bytes.
+
+Request bodies of writes (``parse_values_body``): a JSON array of values, ``{"values": [...]}``
+with an optional ``"handle"`` that must name the same handle, or one value object (handle.md
+§7.1, §8 — pyhandle sends the wrapper).
 """
 
 from __future__ import annotations
 
 import orjson
 
+from resolver.errors import InvalidValue, MalformedRequest
 from resolver.protocols.handle.codes import ResponseCode
 from resolver.record import value_json
+from resolver.valuejson import iso_utc, value_from_json
 from resolver.values import HandleValue
 
 CONTENT_TYPE = "application/json; charset=UTF-8"
@@ -24,6 +31,30 @@ JSONP_CONTENT_TYPE = "application/javascript; charset=UTF-8"
 def resolution_body(handle: str, values: tuple[HandleValue, ...] | list[HandleValue]) -> bytes:
     head = orjson.dumps({"responseCode": int(ResponseCode.SUCCESS), "handle": handle})
     return head[:-1] + b',"values":[' + b",".join(value_json(v) for v in values) + b"]}"
+
+
+def ok_body(handle: str) -> bytes:
+    return orjson.dumps({"responseCode": int(ResponseCode.SUCCESS), "handle": handle})
+
+
+def parse_values_body(body: bytes, same_handle=None) -> list[HandleValue]:
+    """The values of a PUT body.  ``same_handle(text) -> bool`` checks a wrapper's
+    ``"handle"``; a mismatch is ``MalformedRequest``, bad JSON too, a bad value ``InvalidValue``."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"Request body is not JSON: {exc}") from None
+    if isinstance(obj, dict) and "values" in obj:
+        named = obj.get("handle")
+        if named is not None and (not isinstance(named, str) or
+                                  (same_handle is not None and not same_handle(named))):
+            raise MalformedRequest("Handle in body does not match the handle in the URL")
+        obj = obj["values"]
+    elif isinstance(obj, dict):
+        obj = [obj]
+    if not isinstance(obj, list):
+        raise InvalidValue("expected an array of handle values")
+    return [value_from_json(v) for v in obj]
 
 
 def error_body(rc: int, handle: str | None = None, message: str = "", *,
@@ -47,6 +78,34 @@ def listing_body(prefix: str, total: int, handles: list[str], page: int | None,
         obj["pageSize"] = page_size
     obj["handles"] = handles
     return orjson.dumps(obj)
+
+
+#: Change-log actions by number (resolver/store/schema.py ACTION_*).
+ACTION_NAMES = {1: "create", 2: "delete", 3: "update", 4: "home", 5: "unhome"}
+
+
+def changes_body(changes) -> bytes:
+    """``GET /api/v1/changes``: ``{"responseCode":1,"changes":[…],"next":N}`` — each change
+    ``{"txnId","time","action","op","handle","identity","before","after"}`` (time ISO-8601 UTC
+    to the millisecond, digests SHA-256 hex or null); ``next`` is the ``after`` that continues
+    the listing (the last txnId; 0 when empty)."""
+    out = []
+    last = 0
+    for c in changes:
+        key = c.key.decode("utf-8", "replace")
+        ms = f"{c.time_ms % 1000:03d}"
+        out.append({
+            "txnId": c.txn_id,
+            "time": iso_utc(c.time_ms // 1000).replace("Z", f".{ms}Z"),
+            "action": ACTION_NAMES.get(c.action, str(c.action)),
+            "op": c.op,
+            "handle": f"0.NA/{key}" if c.action in (4, 5) else key,
+            "identity": c.identity,
+            "before": c.before.hex() if c.before else None,
+            "after": c.after.hex() if c.after else None,
+        })  # fmt: skip
+        last = c.txn_id
+    return orjson.dumps({"responseCode": 1, "changes": out, "next": last})
 
 
 def pretty(body: bytes) -> bytes:

@@ -19,11 +19,14 @@ STATUS_FOR: dict[Outcome, int] = {
     Outcome.NOT_SUPPORTED: 501,
     Outcome.NOT_RESPONSIBLE: 400,  # reference: 400 "That prefix doesn't live here"
     Outcome.ALREADY_EXISTS: 409,
+    Outcome.VALUE_EXISTS: 409,  # handle.md §7.1: PUT ?index= of an existing value, no overwrite
+    Outcome.NO_SUCH_VALUE: 400,  # handle.md §7.1: DELETE ?index= of a missing value → 400 rc 200
     Outcome.AUTH_NEEDED: 401,
     Outcome.AUTH_FAILED: 403,
     Outcome.FORBIDDEN: 403,
     Outcome.UPSTREAM_UNAVAILABLE: 504,
     Outcome.BUSY: 503,
+    Outcome.TOO_MANY_ATTEMPTS: 429,
     Outcome.STORE_FULL: 507,
     Outcome.INTERNAL: 500,
 }

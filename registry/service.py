@@ -1,0 +1,257 @@
+"""Registration: create, change, delete, read and list identifiers for authenticated identities.
+
+The Handle.net operations (handle.md §3.3, §7.1) over the store, authorized by the HS_ADMIN
+model (``registry.authz``) and logged in the change log with the acting identity.  Front-ends
+(REST, native protocol, CLI) parse their requests into the calls below and map the
+``IdnodeError`` outcomes to their codes; nothing here knows a protocol.
+
+Every call is one ``store.update`` transaction: the authorization reads the snapshot the write
+replaces, so no other writer can slip between check and write (LMDB serialises writers across
+processes).  Timestamps of written values are set here, by the server (handle.md §7.2).
+
+Identities are ``registry.authz.Identity``; ``None`` is an unauthenticated caller.  Operator
+tools pass ``OPERATOR``, which acts as a server admin and is logged with an empty identity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Iterable
+
+from registry.authz import Authorizer, Identity, Op
+from resolver.errors import (
+    AlreadyExists, AuthenticationNeeded, Forbidden, HandleNotFound, InvalidIdentifier,
+    InvalidValue, NoSuchValue, NotResponsible, ValueExists,
+)  # fmt: skip
+from resolver.identifier import Identifier, ancestry
+from resolver.protocols.handle.constants import OpCode
+from resolver.record import Record, pack, unpack
+from resolver.store import Change, LoggedChange
+from resolver.store.lmdb_store import LmdbStore
+from resolver.values import HandleValue
+
+class _Operator:
+    """The local operator (CLI tools run on the node): every right, logged with no identity."""
+
+    def __repr__(self) -> str:
+        return "OPERATOR"
+
+
+OPERATOR = _Operator()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriteResult:
+    handle: str  # as the caller wrote it
+    created: bool  # the handle did not exist before
+    txn_id: int  # last change-log id written; 0: nothing changed
+
+
+class Registry:
+    """The registration service of one store.  ``server_admins`` come from config."""
+
+    def __init__(self, store: LmdbStore, *, server_admins: Iterable[Identity] = (),
+                 case_sensitive: bool = False, allow_anonymous_list: bool = False,
+                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+        self.store = store
+        self.server_admins = tuple(server_admins)
+        self.case_sensitive = case_sensitive
+        self.allow_anonymous_list = allow_anonymous_list
+        self.clock = clock
+
+    # -- helpers -----------------------------------------------------------------------------
+    def parse(self, handle: str | bytes) -> Identifier:
+        return Identifier.parse(handle, case_sensitive=self.case_sensitive)
+
+    def _authorizer(self, view) -> Authorizer:
+        def lookup(text: str) -> Record | None:
+            try:
+                ident = self.parse(text)
+            except InvalidIdentifier:
+                return None
+            blob = _get(view, ident)
+            return None if blob is None else unpack(bytes(blob))
+
+        return Authorizer(lookup, self.server_admins)
+
+    def _check(self, authz: Authorizer, identity, op: Op, handle: str, **kw) -> None:
+        if identity is OPERATOR:
+            return
+        authz.check(identity, op, handle, **kw)
+
+    def _stamp(self, values: Iterable[HandleValue]) -> list[HandleValue]:
+        now = int(self.clock())
+        return [dataclasses.replace(v, timestamp=now) for v in values]
+
+    def _held(self, view, ident: Identifier) -> None:
+        """The identifier's prefix must be homed here (a new prefix handle: its parent)."""
+        if ident.is_prefix_handle:
+            if view.get_prefix(ident.suffix_key) is not None:
+                return
+            if any(view.get_prefix(p) is not None for p in ancestry(ident.suffix_key)[1:]):
+                return
+        elif view.get_prefix(ident.prefix_key) is not None:
+            return
+        raise NotResponsible("That prefix doesn't live here")
+
+    def _existing(self, view, ident: Identifier) -> Record:
+        """The current record of a handle under a prefix held here; ``HandleNotFound``."""
+        self._held(view, ident)
+        blob = _get(view, ident)
+        if blob is None:
+            raise HandleNotFound("Handle not found")
+        return unpack(bytes(blob))
+
+    # -- operations --------------------------------------------------------------------------
+    def create_handle(self, identity: Identity | None, handle: str, values: Iterable[HandleValue],
+                      *, overwrite: bool = False) -> WriteResult:  # fmt: skip
+        """OC_CREATE_HANDLE / REST PUT without ``index``: the whole record.  An existing handle
+        is replaced only with ``overwrite`` (else ``AlreadyExists``, rc 101), which needs the
+        rights to add, remove and modify the values that differ."""
+        ident = self.parse(handle)
+        new = Record(self._stamp(values)).validate()
+        created = False
+
+        def plan(view):
+            nonlocal created
+            self._held(view, ident)
+            authz = self._authorizer(view)
+            old_blob = _get(view, ident)
+            if old_blob is None:
+                created = True
+                op = Op.ADD_DERIVED_PREFIX if ident.is_prefix_handle else Op.CREATE_HANDLE
+                self._check(authz, identity, op, ident.text)
+                return [_change(ident, pack(new), OpCode.CREATE_HANDLE)]
+            if not overwrite:
+                raise AlreadyExists("Handle already exists")
+            old = unpack(bytes(old_blob))
+            # create with overwrite (reference rule in registry.authz: the handle's own admins)
+            self._check(authz, identity, Op.CREATE_HANDLE, ident.text, record=old,
+                        touched=tuple(new))  # fmt: skip
+            return [_change(ident, pack(new), OpCode.CREATE_HANDLE)]
+
+        txn = self.store.update(plan, _who(identity))
+        return WriteResult(ident.text, created, txn)
+
+    def delete_handle(self, identity: Identity | None, handle: str) -> WriteResult:
+        """OC_DELETE_HANDLE / REST DELETE: needs DELETE_HANDLE (a prefix handle:
+        DELETE_DERIVED_PREFIX on its parent, or a server admin)."""
+        ident = self.parse(handle)
+
+        def plan(view):
+            old = self._existing(view, ident)
+            op = Op.DELETE_DERIVED_PREFIX if ident.is_prefix_handle else Op.DELETE_HANDLE
+            self._check(self._authorizer(view), identity, op, ident.text, record=old)
+            return [_change(ident, None, OpCode.DELETE_HANDLE)]
+
+        return WriteResult(ident.text, False, self.store.update(plan, _who(identity)))
+
+    def put_values(self, identity: Identity | None, handle: str, values: Iterable[HandleValue],
+                   *, overwrite: bool = True) -> WriteResult:  # fmt: skip
+        """OC_ADD_VALUE / OC_MODIFY_VALUE / REST PUT with ``index``: only the given indexes.
+        A value whose index exists is replaced with ``overwrite`` (else ``ValueExists``, rc
+        201); new indexes are added."""
+        ident = self.parse(handle)
+        given = self._stamp(values)
+        if len({v.index for v in given}) != len(given):
+            raise InvalidValue("duplicate value index")
+
+        def plan(view):
+            old = self._existing(view, ident)
+            indexes = {v.index for v in old}
+            if not overwrite:
+                clash = sorted(v.index for v in given if v.index in indexes)
+                if clash:
+                    raise ValueExists(f"Value already exists at index {clash[0]}")
+            replaced = {v.index: v for v in given}
+            new = Record([replaced.pop(v.index, v) for v in old] + list(replaced.values()))
+            new.validate()
+            # ADD_VALUE over an existing index is a modification (registry.authz)
+            self._check(self._authorizer(view), identity, Op.ADD_VALUE, ident.text, record=old,
+                        touched=tuple(given))  # fmt: skip
+            op = OpCode.MODIFY_VALUE if all(v.index in indexes for v in given) else OpCode.ADD_VALUE
+            return [_change(ident, pack(new), op)]
+
+        return WriteResult(ident.text, False, self.store.update(plan, _who(identity)))
+
+    def remove_values(self, identity: Identity | None, handle: str,
+                      indexes: Iterable[int]) -> WriteResult:  # fmt: skip
+        """OC_REMOVE_VALUE / REST DELETE with ``index``: every index must exist (else
+        ``NoSuchValue``, HTTP 400 rc 200)."""
+        ident = self.parse(handle)
+        drop = set(indexes)
+
+        def plan(view):
+            old = self._existing(view, ident)
+            missing = sorted(drop - {v.index for v in old})
+            if missing:
+                raise NoSuchValue(f"No value at index {missing[0]}")
+            new = Record(v for v in old if v.index not in drop)
+            self._check(self._authorizer(view), identity, Op.REMOVE_VALUE, ident.text,
+                        record=old, touched=tuple(v for v in old if v.index in drop))  # fmt: skip
+            return [_change(ident, pack(new), OpCode.REMOVE_VALUE)]
+
+        return WriteResult(ident.text, False, self.store.update(plan, _who(identity)))
+
+    def read(self, identity: Identity | None, handle: str) -> Record | None:
+        """Authenticated read: every value the identity may read — public-read values, and
+        admin-read values when it holds READ_VALUE on the handle.  None: no such handle."""
+        ident = self.parse(handle)
+        with self.store.view() as view:
+            self._held(view, ident)
+            blob = _get(view, ident)
+            if blob is None:
+                return None
+            record = unpack(bytes(blob))
+            if identity is None:
+                return Record(v for v in record if v.public_read)
+            authz = self._authorizer(view)
+            try:
+                self._check(authz, identity, Op.READ_VALUE, ident.text, record=record)
+            except Forbidden:  # no read right: the public view, as an anonymous reader
+                return Record(v for v in record if v.public_read)
+            return record
+
+    def changes(self, identity: Identity | None, after: int = 0,
+                limit: int = 1000) -> list[LoggedChange]:  # fmt: skip
+        """The change log after txn id ``after`` (at most ``limit`` entries): server admins
+        only (it names every identifier and identity)."""
+        if identity is None:
+            raise AuthenticationNeeded("Authentication needed")
+        if identity is not OPERATOR:
+            with self.store.view() as view:
+                if not self._authorizer(view).is_server_admin(identity):
+                    raise Forbidden("the change log is for server administrators")
+        return list(self.store.changes_since(max(0, after), max(0, min(limit, 10_000))))
+
+    def list_handles(self, identity: Identity | None, prefix: str, *, offset: int = 0,
+                     limit: int | None = None) -> tuple[int, list[str]]:  # fmt: skip
+        """OC_LIST_HANDLES / REST ``GET /api/handles?prefix=``: needs LIST_HANDLES on
+        ``0.NA/<prefix>`` unless anonymous listing is allowed by config."""
+        ident = self.parse(f"0.NA/{prefix}")
+        with self.store.view() as view:
+            if view.get_prefix(ident.suffix_key) is None:
+                raise NotResponsible("That prefix doesn't live here")
+            if not self.allow_anonymous_list:
+                if identity is None:
+                    raise AuthenticationNeeded("Authentication needed to list handles")
+                self._check(self._authorizer(view), identity, Op.LIST_HANDLES, ident.text)
+            total, keys = view.list_keys(ident.suffix_key, offset, limit)
+        return total, [k.decode("utf-8") for k in keys]
+
+
+def _get(view, ident: Identifier):
+    if ident.is_prefix_handle:
+        return view.get_prefix(ident.suffix_key)
+    return view.get_record(ident.key)
+
+
+def _change(ident: Identifier, blob: bytes | None, op: int) -> Change:
+    if ident.is_prefix_handle:
+        return Change(ident.suffix_key, blob, prefix=True, op=int(op))
+    return Change(ident.key, blob, op=int(op))
+
+
+def _who(identity: Identity | None) -> str:
+    return "" if identity is None or identity is OPERATOR else str(identity)

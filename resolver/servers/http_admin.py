@@ -1,0 +1,250 @@
+"""REST writes and authenticated reads of the Handle.net v9 API (handle.md §7.1, §7.3, §8).
+
+``AdminHttp`` is the thin driver between aiohttp requests and the registration service the
+composition root hands it (``registry.service.Registry``, ``registry.identities.Authenticator``,
+``registry.sessions.SessionTokens`` — duck-typed here: ``resolver`` never imports ``registry``).
+
+* ``PUT /api/handles/{h}``: whole record (``overwrite``, default true → 200; false → 201 when
+  created, 409 rc 101 when it exists), or with ``index=`` only those values (409 rc 201 for an
+  existing one without overwrite); ``mintNewSuffix=true`` on ``{prefix}/`` makes a UUID suffix.
+  Needs ``Content-Type: application/json``.
+* ``DELETE /api/handles/{h}``: the handle (404 rc 100), or with ``index=`` those values (400 rc
+  200 for a missing one).
+* ``GET`` with credentials: the values the identity may read (``registry.read``), filtered
+  like any resolution.
+* ``GET /api/handles?prefix=``: listing, LIST_HANDLES on ``0.NA/<prefix>``.
+* ``GET /api/v1/changes?after=N&limit=M``: the change log, for server admins.
+
+Credentials: ``Authorization: Basic`` (percent-encoded ``index:handle`` user, HS_SECKEY
+password), or the session cookie set after a successful authentication.  Over plain HTTP from a
+non-loopback client with ``auth_requires_tls``, credentials are refused as Handle.net does
+(403, rc 402 "authentication requires HTTPS").  Writes run in a thread: an LMDB commit waits
+for the disk and must not stall the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import uuid
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from resolver.core.request import ResolveRequest
+from resolver.core.select import select
+from resolver.errors import (
+    AuthenticationNeeded, IdnodeError, InvalidIdentifier, MalformedRequest, Outcome,
+)  # fmt: skip
+from resolver.identifier import Identifier
+from resolver.protocols.handle.auth import parse_basic
+from resolver.protocols.handle.codes import RC_FOR
+from resolver.protocols.http import codec
+from resolver.protocols.http.codes import STATUS_FOR
+
+log = logging.getLogger("idnode.http.admin")
+
+_JSON_HEADERS = {"Content-Type": codec.CONTENT_TYPE, "Access-Control-Allow-Origin": "*"}
+_CHALLENGE = 'Basic realm="handle"'
+MAX_BODY = 4 << 20  # a whole record of the largest allowed size fits with room
+
+
+def _response(status: int, body: bytes, extra: dict | None = None) -> web.Response:
+    headers = dict(_JSON_HEADERS)
+    if extra:
+        headers.update(extra)
+    return web.Response(body=body, status=status, headers=headers)
+
+
+def error_response(exc: IdnodeError, handle: str | None) -> web.Response:
+    body = codec.error_body(RC_FOR[exc.outcome], handle, exc.message)
+    challenge = exc.outcome in (Outcome.AUTH_NEEDED, Outcome.AUTH_FAILED)
+    extra = {"WWW-Authenticate": _CHALLENGE} if challenge else None
+    return _response(STATUS_FOR[exc.outcome], body, extra)
+
+
+def _is_loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _indexes(values: list[str]) -> list[int]:
+    out = []
+    for v in values:
+        try:
+            out.append(int(v))
+        except ValueError:
+            raise MalformedRequest(f"Bad index parameter {v!r}") from None
+    return out
+
+
+def _flag(params: dict, name: str, default: bool) -> bool:
+    v = params.get(name)
+    if v is None:
+        return default
+    return v == "" or v.lower() in ("yes", "true")
+
+
+class AdminHttp:
+    def __init__(self, registry, authenticator, sessions, *, case_sensitive: bool = False,
+                 auth_requires_tls: bool = True) -> None:  # fmt: skip
+        self.registry = registry
+        self.authenticator = authenticator
+        self.sessions = sessions
+        self.case_sensitive = case_sensitive
+        self.auth_requires_tls = auth_requires_tls
+
+    # -- authentication --------------------------------------------------------------------
+    def has_credentials(self, request: web.BaseRequest) -> bool:
+        return "Authorization" in request.headers or self.sessions.COOKIE in request.cookies
+
+    def identity(self, request: web.BaseRequest):
+        """(identity or None, session token to set or None); raises on bad credentials."""
+        header = request.headers.get("Authorization")
+        if header is None:
+            token = request.cookies.get(self.sessions.COOKIE)
+            return (self.sessions.check(token) if token else None), None
+        if self.auth_requires_tls and not request.secure and not _is_loopback(request.remote):
+            # handle.md §7.3: Handle.net ignores credentials over plain HTTP, 401 becomes 403
+            raise _TlsRequired("Authentication requires HTTPS")
+        scheme, _, rest = header.strip().partition(" ")
+        if scheme.lower() != "basic":
+            raise AuthenticationNeeded(f"Unsupported authorization scheme {scheme[:20]!r}")
+        user, password = parse_basic(header)
+        identity = self.authenticator.secret(user, password, request.remote or "")
+        return identity, self.sessions.issue(identity)
+
+    def _with_session(self, resp: web.Response, request: web.BaseRequest, token) -> web.Response:
+        if token:
+            resp.set_cookie(self.sessions.COOKIE, token, httponly=True, samesite="Strict",
+                            secure=request.secure, path="/api/")  # fmt: skip
+        return resp
+
+    # -- dispatch -------------------------------------------------------------------------
+    async def write(self, request: web.BaseRequest, handle: str, query: str) -> web.Response:
+        try:
+            identity, token = self.identity(request)
+            if identity is None:
+                raise AuthenticationNeeded("Authentication needed")
+            pairs = parse_qsl(query, keep_blank_values=True)
+            params = dict(pairs)
+            indexes = [v for k, v in pairs if k == "index"]
+            if request.method == "PUT":
+                resp = await self._put(request, identity, handle, params, indexes)
+            else:
+                resp = await self._delete(identity, handle, indexes)
+            return self._with_session(resp, request, token)
+        except _TlsRequired as exc:
+            body = codec.error_body(RC_FOR[Outcome.AUTH_NEEDED], handle, exc.message)
+            return _response(403, body)
+        except IdnodeError as exc:
+            return error_response(exc, handle)
+
+    async def _run(self, fn, *args, **kw):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, lambda: fn(*args, **kw))
+
+    async def _put(self, request, identity, handle: str, params: dict, indexes: list[str]):
+        ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise MalformedRequest("Unsupported media type: use application/json")
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise MalformedRequest("Request body too large")
+        body = await request.content.read(MAX_BODY + 1)
+        if len(body) > MAX_BODY:
+            raise MalformedRequest("Request body too large")
+        if _flag(params, "mintNewSuffix", False):
+            if not handle.endswith("/"):
+                raise MalformedRequest("mintNewSuffix needs a handle ending in '/'")
+            handle = handle + str(uuid.uuid4())
+        target = Identifier.parse(handle, case_sensitive=self.case_sensitive)
+        values = codec.parse_values_body(body, lambda named: self._same(named, target))
+        if indexes:
+            if indexes != ["various"]:
+                wanted = sorted(_indexes(indexes))
+                if sorted(v.index for v in values) != wanted:
+                    raise MalformedRequest("Mismatched indexes")
+            overwrite = _flag(params, "overwrite", True)
+            res = await self._run(self.registry.put_values, identity, handle, values,
+                                  overwrite=overwrite)  # fmt: skip
+            return _response(200, codec.ok_body(res.handle))
+        overwrite = _flag(params, "overwrite", True)
+        res = await self._run(self.registry.create_handle, identity, handle, values,
+                              overwrite=overwrite)  # fmt: skip
+        return _response(201 if res.created and not overwrite else 200, codec.ok_body(res.handle))
+
+    def _same(self, named: str, target: Identifier) -> bool:
+        try:
+            return Identifier.parse(named, case_sensitive=self.case_sensitive).key == target.key
+        except InvalidIdentifier:
+            return False
+
+    async def _delete(self, identity, handle: str, indexes: list[str]):
+        if indexes:
+            res = await self._run(self.registry.remove_values, identity, handle,
+                                  _indexes(indexes))  # fmt: skip
+        else:
+            res = await self._run(self.registry.delete_handle, identity, handle)
+        return _response(200, codec.ok_body(res.handle))
+
+    async def read(self, request: web.BaseRequest, handle: str, types: tuple[str, ...],
+                   indexes: tuple[int, ...]) -> web.Response:  # fmt: skip
+        """GET with credentials: what this identity may read, filtered like a resolution."""
+        try:
+            identity, token = self.identity(request)
+            ident = Identifier.parse(handle, case_sensitive=self.case_sensitive)
+            record = self.registry.read(identity, handle)
+            if record is None:
+                body = codec.error_body(RC_FOR[Outcome.NOT_FOUND], ident.text)
+                return _response(STATUS_FOR[Outcome.NOT_FOUND], body)
+            req = ResolveRequest(ident, types, indexes, public_only=False,
+                                 authenticated=identity is not None)  # fmt: skip
+            result = select(tuple(record), req)
+            if result.outcome is Outcome.OK:
+                body = codec.resolution_body(ident.text, result.values)
+            else:
+                body = codec.error_body(RC_FOR[result.outcome], ident.text, result.message,
+                                        empty_values=result.outcome is Outcome.VALUES_NOT_FOUND)
+            return self._with_session(_response(STATUS_FOR[result.outcome], body), request,
+                                      token)  # fmt: skip
+        except _TlsRequired as exc:
+            body = codec.error_body(RC_FOR[Outcome.AUTH_NEEDED], handle, exc.message)
+            return _response(403, body)
+        except IdnodeError as exc:
+            return error_response(exc, handle)
+
+    async def changes(self, request: web.BaseRequest) -> web.Response:
+        """``GET /api/v1/changes?after=N&limit=M`` for server admins (issue 4 §5)."""
+        try:
+            identity, token = self.identity(request)
+            q = request.query
+            try:
+                after = int(q.get("after", "0"))
+                limit = int(q.get("limit", "1000"))
+            except ValueError:
+                raise MalformedRequest("after and limit must be integers") from None
+            changes = self.registry.changes(identity, after, limit)
+            return self._with_session(_response(200, codec.changes_body(changes)), request, token)
+        except _TlsRequired as exc:
+            return _response(403, codec.error_body(RC_FOR[Outcome.AUTH_NEEDED], None, exc.message))
+        except IdnodeError as exc:
+            return error_response(exc, None)
+
+    async def listing(self, request: web.BaseRequest, prefix: str, offset: int,
+                      limit: int | None) -> tuple[int, list[str]] | web.Response:  # fmt: skip
+        try:
+            identity, _token = self.identity(request)
+            return self.registry.list_handles(identity, prefix, offset=offset, limit=limit)
+        except _TlsRequired as exc:
+            return _response(403, codec.error_body(RC_FOR[Outcome.AUTH_NEEDED], None, exc.message))
+        except IdnodeError as exc:
+            return error_response(exc, None)
+
+
+class _TlsRequired(IdnodeError):
+    """Authentication requires HTTPS"""
+
+    outcome = Outcome.AUTH_NEEDED
