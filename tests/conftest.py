@@ -15,6 +15,7 @@ import http.client
 import os
 import queue
 import re
+import ssl
 import signal
 import subprocess
 import sys
@@ -31,7 +32,7 @@ DEMO = REPO / "registry" / "demo.jsonl"
 BANNER_TIMEOUT = 20.0  # seconds to wait for the supervisor's banner
 READY_TIMEOUT = 20.0  # seconds to wait for the first HTTP answer after the banner
 STOP_TIMEOUT = 15.0  # drain bound (10 s) plus a margin
-_BANNER_RE = re.compile(r"http://127\.0\.0\.1:(\d+)/api/handles/")
+_BANNER_RE = re.compile(r"(https?)://127\.0\.0\.1:(\d+)/api/handles/")
 
 
 @dataclasses.dataclass
@@ -46,9 +47,15 @@ class HttpAnswer:
 
 
 def http_request(port: int, path: str, method: str = "GET", headers: dict | None = None,
-                 body: bytes | None = None, timeout: float = 10.0) -> HttpAnswer:
-    """One request on a fresh connection; ``path`` is sent exactly as given (already encoded)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+                 body: bytes | None = None, timeout: float = 10.0,
+                 tls: bool = False) -> HttpAnswer:  # fmt: skip
+    """One request on a fresh connection; ``path`` is sent exactly as given (already encoded).
+    ``tls``: HTTPS without certificate checks (the node's own test certificate)."""
+    if tls:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout,
+                                           context=ssl._create_unverified_context())  # fmt: skip
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
@@ -67,10 +74,11 @@ class Node:
     banner: str
     stderr_path: Path
     _stdout_lines: list[str] = dataclasses.field(default_factory=list)
+    tls: bool = False
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def api_url(self) -> str:
@@ -81,6 +89,7 @@ class Node:
         return self.proc.pid
 
     def get(self, path: str, **kw) -> HttpAnswer:
+        kw.setdefault("tls", self.tls)
         return http_request(self.port, path, **kw)
 
     def stderr(self) -> str:
@@ -186,12 +195,13 @@ def launch_node(workdir: Path, *, data: Path | None = None, workers: int = 1,
                                      f"stdout={lines!r}")  # fmt: skip
             m = _BANNER_RE.search(line)
             if m:
-                node.port, node.banner = int(m.group(1)), line.strip()
+                node.port, node.banner = int(m.group(2)), line.strip()
+                node.tls = m.group(1) == "https"
                 break
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             try:
-                http_request(node.port, "/api/handles/0.NA/0.NA", timeout=2.0)
+                http_request(node.port, "/api/handles/0.NA/0.NA", timeout=2.0, tls=node.tls)
                 break
             except OSError:
                 if proc.poll() is not None:
