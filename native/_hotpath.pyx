@@ -35,6 +35,7 @@ cdef enum:
     PROTOCOL_MAJOR = 2
     PROTOCOL_MINOR = 11
     FLAG_REQUEST_DIGEST = 0x00800000
+    FLAG_PUBLIC_ONLY = 0x01000000
     FLAGS_NOT_FAST = 0x60000000
 
 cdef enum:
@@ -58,6 +59,7 @@ _CONSTANTS = {
     "PERM_PUBLIC_READ": PERM_PUBLIC_READ, "VALUE_PERMS": VALUE_PERMS, "VALUE_TYPE": VALUE_TYPE,
     "VALUE_MIN": VALUE_MIN, "PROTOCOL_MAJOR": PROTOCOL_MAJOR, "PROTOCOL_MINOR": PROTOCOL_MINOR,
     "FLAG_REQUEST_DIGEST": FLAG_REQUEST_DIGEST, "FLAGS_NOT_FAST": FLAGS_NOT_FAST,
+    "FLAG_PUBLIC_ONLY": FLAG_PUBLIC_ONLY,
     "MAX_MESSAGE": MAX_MESSAGE, "ENV": ENV, "HDR_END": HDR_END, "UDP_PACKET": UDP_PACKET,
     "PUMP_BATCH": IDN_BATCH, "MAX_DATAGRAM": IDN_DGRAM, "CHANGE_HEADER": CHANGE_HEADER,
     "CHANGE_KEY_LENGTH": CHANGE_KEY_LENGTH,
@@ -411,11 +413,13 @@ cdef inline bint _index_in(unsigned int index, const unsigned char* idx,
 
 
 cdef Py_ssize_t _pick(const unsigned char* b, const Layout* L, const Filter* f, bint json,
-                      Span* out, Py_ssize_t* total) noexcept nogil:
+                      Span* out, Py_ssize_t* total, bint* withheld) noexcept nogil:
     """The public values ``f`` selects, as slices of the JSON or the wire section, in record
-    order; their count (``total`` = their summed length), or -1 for an inconsistent record."""
+    order; their count (``total`` = their summed length), or -1 for an inconsistent record.
+    ``withheld``: a value ``f`` selects was left out for lack of public read."""
     cdef Py_ssize_t i, d, v, wo, wl, jo, jl, tl, t0, k = 0, sum = 0
     cdef bint selected
+    withheld[0] = False
     for i in range(L.n):
         d = HEADER_SIZE + DIR_SIZE * i
         wo = _u32(b + d)
@@ -425,8 +429,6 @@ cdef Py_ssize_t _pick(const unsigned char* b, const Layout* L, const Filter* f, 
         if wl < VALUE_MIN or wo + wl > L.wlen or jo + jl > L.jlen:
             return -1
         v = L.wstart + wo
-        if not (b[v + VALUE_PERMS] & PERM_PUBLIC_READ):
-            continue
         if f.active:
             selected = f.nidx > 0 and _index_in(_u32(b + v), f.idx, f.nidx)
             if not selected and f.ntypes > 0:
@@ -437,6 +439,9 @@ cdef Py_ssize_t _pick(const unsigned char* b, const Layout* L, const Filter* f, 
                 selected = _type_in(b + t0, tl, f.types, f.ntypes)
             if not selected:
                 continue
+        if not (b[v + VALUE_PERMS] & PERM_PUBLIC_READ):
+            withheld[0] = True
+            continue
         if json:
             out[k].off = L.jstart + jo
             out[k].len = jl
@@ -540,6 +545,7 @@ cdef object _http_answer(bytes blob, bytes handle, object types, object indexes)
     cdef Span stack[STACK_SPANS]
     cdef Span* spans
     cdef Py_ssize_t k, total = 0
+    cdef bint withheld  # public-only answers: withheld values are simply not shown
     cdef bytes keep, esc
     if not _layout(b, PyBytes_GET_SIZE(blob), &L):
         return None
@@ -551,7 +557,7 @@ cdef object _http_answer(bytes blob, bytes handle, object types, object indexes)
         return _json_hit(esc, b, &whole, 1, L.jlen, True)
     spans = _spans(L.n, stack)
     try:
-        k = _pick(b, &L, &f, True, spans, &total)
+        k = _pick(b, &L, &f, True, spans, &total, &withheld)
         if k < 0:
             return None
         if k == 0:
@@ -591,6 +597,7 @@ cdef object _handle_answer(const unsigned char* d, Py_ssize_t n, object txn, obj
                            object prefixes_db, bint case_sensitive, list held,
                            RecordCache cache):
     cdef Py_ssize_t end, p, hl, count, tl, i, k = 0, total = 0, values_len = 0, body_len, dlen = 0
+    cdef bint withheld = False
     cdef unsigned int opflags, rc
     cdef unsigned char vmaj, vmin, code = 0
     cdef Filter f
@@ -662,9 +669,11 @@ cdef object _handle_answer(const unsigned char* d, Py_ssize_t n, object txn, obj
                 values_len = L.wlen
             else:
                 spans = _spans(L.n, stack)
-                k = _pick(b, &L, &f, False, spans, &total)
+                k = _pick(b, &L, &f, False, spans, &total, &withheld)
                 if k < 0:
                     return None
+                if withheld and not (opflags & FLAG_PUBLIC_ONLY):
+                    return None  # values without public read asked for: the general path
                 rc = RC_SUCCESS if k else RC_VALUES_NOT_FOUND
                 values_len = 4 + total
         # Version: min(suggested, ours); suggested = low 2 bits of byte 2 + byte 3, or the actual

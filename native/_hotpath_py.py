@@ -13,7 +13,7 @@ import re
 
 from native.constants import (
     ACTION_HOME_PREFIX, ACTION_UNHOME_PREFIX, ALL_PUBLIC, CHANGE_HEADER, CHANGE_KEY_LENGTH,
-    ENTRY_OVERHEAD,
+    ENTRY_OVERHEAD, FLAG_PUBLIC_ONLY,
     RESYNC_LIMIT, DIR_SIZE, FLAG_REQUEST_DIGEST, FLAGS_NOT_FAST, HEADER_SIZE, LAYOUT_VERSION,
     MAX_DATAGRAM, MAX_HANDLE, MAX_MESSAGE, MAX_PREFIX, NA_PREFIX, PERM_PUBLIC_READ, PROTOCOL_MAJOR,
     PROTOCOL_MINOR, PUMP_BATCH, UDP_PACKET, VALUE_MIN, VALUE_PERMS, VALUE_TYPE,
@@ -204,11 +204,12 @@ def _fetch(handle: bytes, case_sensitive: bool, txn, records_db, prefixes_db, ca
 
 
 def _select(blob: bytes, types, indexes, json: bool):
-    """The stored slices to answer with: ``(whole, parts)``.
+    """The stored slices to answer with: ``(whole, parts, withheld)``.
 
     ``whole`` is the entire wire or JSON section when nothing is filtered out (no filters and
-    every value public); otherwise ``parts`` lists the selected values' slices.  None when the
-    record's framing is inconsistent (the general path then reports the corruption).
+    every value public); otherwise ``parts`` lists the selected public values' slices, and
+    ``withheld`` says whether a value the filters select was left out for lack of public read.
+    None when the record's framing is inconsistent (the general path then reports it).
     """
     size = len(blob)
     if size < HEADER_SIZE or blob[0] != LAYOUT_VERSION:
@@ -222,8 +223,9 @@ def _select(blob: bytes, types, indexes, json: bool):
     if jstart + jlen != size:
         return None
     if not types and not indexes and flags & ALL_PUBLIC:
-        return (blob[jstart:] if json else blob[wstart:jstart]), None
+        return (blob[jstart:] if json else blob[wstart:jstart]), None, False
     parts = []
+    withheld = False
     for i in range(n):
         d = HEADER_SIZE + DIR_SIZE * i
         wo = _I(blob[d : d + 4], "big")
@@ -233,8 +235,6 @@ def _select(blob: bytes, types, indexes, json: bool):
         if wl < VALUE_MIN or wo + wl > wlen or jo + jl > jlen:
             return None
         v = wstart + wo
-        if not blob[v + VALUE_PERMS] & PERM_PUBLIC_READ:
-            continue
         if types or indexes:
             selected = False
             if indexes and _I(blob[v : v + 4], "big", signed=True) in indexes:
@@ -247,8 +247,11 @@ def _select(blob: bytes, types, indexes, json: bool):
                 selected = _type_matches(blob[t0 : t0 + tl], types)
             if not selected:
                 continue
+        if not blob[v + VALUE_PERMS] & PERM_PUBLIC_READ:
+            withheld = True
+            continue
         parts.append(blob[jstart + jo : jstart + jo + jl] if json else blob[v : v + wl])
-    return None, parts
+    return None, parts, withheld
 
 
 def http_resolve(handle, types, indexes, public_only, txn, records_db, prefixes_db,
@@ -273,7 +276,7 @@ def http_resolve(handle, types, indexes, public_only, txn, records_db, prefixes_
     sel = _select(bytes(blob), types, indexes, True)
     if sel is None:
         return None
-    whole, parts = sel
+    whole, parts, _withheld = sel  # public_only: withheld values are simply not shown
     head = b'{"responseCode":1,"handle":"' + json_escape(handle) + b'","values":'
     if whole is not None:
         return head + whole + b"}"
@@ -357,7 +360,9 @@ def handle_resolve(data, txn, records_db, prefixes_db, case_sensitive=False, cac
         sel = _select(bytes(blob), tuple(types), indexes, False)
         if sel is None:
             return None
-        whole, parts = sel
+        whole, parts, withheld = sel
+        if withheld and not opflags & FLAG_PUBLIC_ONLY:
+            return None  # values without public read asked for: authentication (general path)
         if whole is not None:
             rc, body = _RC_SUCCESS, data[_HDR_END : _HDR_END + 4 + hl] + whole
         elif parts:

@@ -25,6 +25,7 @@ PROTOCOL_MAJOR = 2
 PROTOCOL_MINOR = 11  # the version we speak and suggest
 MAX_MESSAGE = 262144  # bytes after the envelope, either way
 FLAG_REQUEST_DIGEST = 0x00800000
+FLAG_PUBLIC_ONLY = 0x01000000  # unset, a request for values without public read is declined
 FLAGS_NOT_FAST = 0x40000000 | 0x20000000  # certify, encrypt: the general path's
 UDP_PACKET = 512  # longest single-packet UDP reply; longer ones are split (handle.md §3.1)
 

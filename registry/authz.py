@@ -39,9 +39,9 @@ reference ``HandleServer.doCreateHandle`` / ``doAddValue`` / ``doModifyValue`` /
 op                     granted when
 =====================  ===================================================================
 CREATE_HANDLE p/s      ADD_HANDLE in ``0.NA/p`` (if ``allow_na_admins``).  If ``p/s`` already
-                       exists (create with overwrite; ``touched`` = the new values) also when
-                       its own HS_ADMIN grants the change (``needed_for_replace``; not if that
-                       needs ADD_ADMIN), or grants ADD_ADMIN, or grants DELETE_HANDLE.
+                       exists (create with overwrite; ``touched`` = the new values): only when
+                       one of its own HS_ADMIN values grants every bit of the change
+                       (``needed_for_replace``), or a server admin with full access.
 CREATE_HANDLE 0.NA/x   as ADD_DERIVED_PREFIX x (plus the same overwrite rule); a top-level
                        ``x`` (no dot): server admins only.
 ADD/REMOVE/MODIFY_     the bits of ``needed_for_values`` in the handle's own HS_ADMIN values.
@@ -65,6 +65,14 @@ HOME_NA / UNHOME_NA x  server admins only (with or without ``server_admin_full_a
 * The prefix whose ``0.NA`` handle governs a creation, a listing or a derived prefix must be
   homed here (``lookup`` finds its prefix handle); otherwise ``Forbidden`` for everyone.  Callers
   normally answer NOT_RESPONSIBLE before asking; this refusal is the fail-closed backstop.
+* **Departures from the reference**, each closing a way to gain rights without the admin bits
+  (tests/security): (1) an existing handle is replaced by overwrite only with the bits of the
+  change — the reference also lets ADD_ADMIN or DELETE_HANDLE holders replace it, and falls back
+  to ADD_HANDLE on the prefix, so a delete right or a prefix admin could rewrite its HS_ADMIN;
+  (2) an HS_VLIST counts as an admin value: adding, changing or removing one needs ADD_ADMIN,
+  MODIFY_ADMIN or REMOVE_ADMIN, since a group an HS_ADMIN names grants its members those rights
+  (the reference treats it as an ordinary value, so MODIFY_VALUE on a group handle was enough to
+  join the group).
 * A value without admin write (``PERM_ADMIN_WRITE``) cannot be modified by anyone.  Modifying
   a non-admin value that has public write needs no bit (reference), but ``identity=None``
   always raises ``AuthenticationNeeded``: anonymous writes are not supported.
@@ -181,7 +189,8 @@ class Op(enum.Enum):
 
 
 def _is_admin(v: HandleValue) -> bool:
-    return v.has_type(ADMIN_TYPE)
+    # HS_VLIST too: a group named by an HS_ADMIN is as powerful as the HS_ADMIN (departure 2)
+    return v.has_type(ADMIN_TYPE) or v.has_type(VLIST_TYPE)
 
 
 def _same_but_timestamp(a: HandleValue, b: HandleValue) -> bool:
@@ -551,19 +560,10 @@ class _Decision:
             self.homed(na_key)  # checked first, as the reference's errorIfNotHaveHandle
         existing = self.own_record()
         if existing is not None:
-            # Create with overwrite: the handle's own admins may replace it (reference).
+            # Create with overwrite: one of the handle's own HS_ADMIN values must grant every
+            # bit of the change, or a server admin with full access (departure 1 above).
             needed = needed_for_replace(existing, self.touched)
-            if not needed:
-                return
-            if Perm.ADD_ADMIN not in needed and self.granted(existing, needed):
-                return
-            if self.granted(existing, Perm.ADD_ADMIN) or self.granted(existing,
-                                                                      Perm.DELETE_HANDLE):
-                return
-            # Departure from falling back to the prefix's ADD_HANDLE: a prefix admin must not
-            # take over an existing handle (and rewrite its HS_ADMIN) by "creating" it again —
-            # only the handle's own admins, or a server admin with full access, may replace it.
-            if self.full_access():
+            if not needed or self.granted(existing, needed) or self.full_access():
                 return
             raise self.refuse(needed, ident.key, existing)
         if na_key is None:

@@ -53,9 +53,6 @@ class FailureLimiter:
         while len(self._failures) > self.max_clients:
             self._failures.popitem(last=False)
 
-    def succeeded(self, client: str) -> None:
-        self._failures.pop(client, None)
-
     def _recent(self, client: str) -> list[float]:
         now = self.clock()
         return [t for t in self._failures.get(client, ()) if now - t < self.window]
@@ -101,5 +98,6 @@ class Authenticator:
         if not ok:
             self.limiter.failed(client)
             raise AuthenticationFailed("Authentication failed")
-        self.limiter.succeeded(client)
+        # A success does not clear the client's failures: with one valid account of its own a
+        # client could otherwise reset the limit between guesses at another identity's secret.
         return identity

@@ -29,7 +29,10 @@ from resolver.protocols.handle.constants import OpCode
 from resolver.record import Record, pack, unpack
 from resolver.store import Change, LoggedChange
 from resolver.store.lmdb_store import LmdbStore
-from resolver.values import HandleValue
+from resolver.values import AdminRecord, HandleValue, decode_vlist
+
+#: Value types whose data has a structure the authorization depends on (handle.md §2.3).
+_STRUCTURED = {"HS_ADMIN": AdminRecord.from_bytes, "HS_VLIST": decode_vlist}
 
 class _Operator:
     """The local operator (CLI tools run on the node): every right, logged with no identity."""
@@ -73,7 +76,7 @@ class Registry:
             blob = _get(view, ident)
             return None if blob is None else unpack(bytes(blob))
 
-        return Authorizer(lookup, self.server_admins)
+        return Authorizer(lookup, self.server_admins, case_sensitive=self.case_sensitive)
 
     def _check(self, authz: Authorizer, identity, op: Op, handle: str, **kw) -> None:
         if identity is OPERATOR:
@@ -81,8 +84,20 @@ class Registry:
         authz.check(identity, op, handle, **kw)
 
     def _stamp(self, values: Iterable[HandleValue]) -> list[HandleValue]:
+        """Server-side timestamps; the data of admin and group values must decode (an
+        undecodable HS_ADMIN would leave a handle that no one administers)."""
         now = int(self.clock())
-        return [dataclasses.replace(v, timestamp=now) for v in values]
+        out = []
+        for v in values:
+            decode = _STRUCTURED.get(v.type.upper())
+            if decode is not None:
+                try:
+                    decode(v.data)
+                except Exception:  # any failure to decode is the client's malformed value
+                    raise InvalidValue(f"{v.type} value at index {v.index} does not decode"
+                                       ) from None  # fmt: skip
+            out.append(dataclasses.replace(v, timestamp=now))
+        return out
 
     def _held(self, view, ident: Identifier) -> None:
         """The identifier's prefix must be homed here (a new prefix handle: its parent)."""

@@ -21,12 +21,7 @@ from resolver.errors import ConfigError, IdnodeError, StoreError
 log = logging.getLogger("idnode")
 
 
-def _config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="TOML configuration file")
-    p.add_argument("--data", help="data directory (default ./var/idnode)")
-    p.add_argument("--map-size", dest="map_size", help="LMDB map size, e.g. 16GiB")
-    p.add_argument("--case-sensitive", dest="case_sensitive", action="store_true", default=None,
-                   help="fold only prefixes to upper case, not suffixes")  # fmt: skip
+_config_args = config_mod.add_store_arguments
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     res.add_argument("--json", action="store_true",
                      help="print the Handle.net v9 REST JSON of the answer")  # fmt: skip
     res.add_argument("--timeout", type=float, default=10.0, help="seconds to wait in all (10)")
+    from registry import admin_cli, operator_cli  # the composition root wires the tools
+
+    operator_cli.register(sub)
+    admin_cli.register(sub)
     return parser
 
 
@@ -137,8 +136,14 @@ def _run_worker(cfg) -> None:
     store = _open_store(cfg)
     resolver = Resolver([AuthorityHandler(store)])
     try:
+        from registry.native_admin import NativeAdmin
+
+        admin = _admin_http(store, cfg)
+        # one authenticator: REST and native failed logins count together
+        native = NativeAdmin(admin.registry, admin.authenticator)
         asyncio.run(lifecycle.run_worker(store, resolver, cfg, cfg.http_port, cfg.handle_port,
-                                         admin=_admin_http(store, cfg)))  # fmt: skip
+                                         admin=admin, operator=_operator_http(admin),
+                                         native_admin=native))  # fmt: skip
     finally:
         store.close()
 
@@ -159,6 +164,14 @@ def _admin_http(store, cfg):
                      auth_requires_tls=cfg.auth_requires_tls)  # fmt: skip
 
 
+def _operator_http(admin):
+    """The operator endpoints for server admins (registry.operator behind REST)."""
+    from registry.operator import Operator
+    from resolver.servers.http_operator import OperatorHttp
+
+    return OperatorHttp(Operator(admin.registry), admin)
+
+
 def _has_uvloop() -> bool:
     try:
         import uvloop  # noqa: F401
@@ -176,7 +189,8 @@ def _home_prefixes(store, cfg) -> None:
     changes = []
     for p in cfg.homed_prefixes:
         key = Identifier.parse(p).suffix_key  # "p" means 0.NA/p: one normalisation rule
-        if store.get_prefix(key) is None:
+        # a disabled prefix stays disabled until the operator enables it
+        if store.get_prefix(key) is None and store.get_disabled(key) is None:
             changes.append(Change(key, default_prefix_handle(p), prefix=True))
     if changes:
         store.write(changes)
@@ -329,6 +343,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "resolve":
         return cmd_resolve(args)
+    if args.command in ("prefix", "identity"):
+        from registry import operator_cli
+
+        return operator_cli.run(args)
+    from registry import admin_cli
+
+    if args.command in admin_cli.COMMANDS:
+        return admin_cli.run(args)
     try:
         cfg = config_mod.load(args.config, _overrides(args))
     except ConfigError as exc:

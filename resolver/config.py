@@ -240,6 +240,16 @@ def read_file(path: str) -> dict[str, Any]:
     return out
 
 
+def add_store_arguments(parser) -> None:
+    """The flags every store-using command shares (``--config``, ``--data``, ``--map-size``,
+    ``--case-sensitive``), for argparse parsers of the CLI and the registry's tools."""
+    parser.add_argument("--config", help="TOML configuration file")
+    parser.add_argument("--data", help="data directory (default ./var/idnode)")
+    parser.add_argument("--map-size", dest="map_size", help="LMDB map size, e.g. 16GiB")
+    parser.add_argument("--case-sensitive", dest="case_sensitive", action="store_true",
+                        default=None, help="fold only prefixes to upper case, not suffixes")
+
+
 def load(path: str | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
     """File (if any) then flags (``None`` values ignored) → validated ``Config``."""
     values = read_file(path) if path else {}

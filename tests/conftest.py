@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import json
 import os
 import queue
 import re
@@ -143,6 +144,16 @@ def load_demo(data: Path, env: dict | None = None, source: Path = DEMO) -> None:
     assert r.returncode == 0, f"idnode load failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
 
 
+def _load_lines(data: Path, lines: list[dict], env: dict | None = None) -> Path:
+    """Write ``lines`` (JSON objects) as a JSON Lines file beside ``data`` and ``idnode load``
+    it into the store at ``data``; returns ``data``."""
+    src = data.with_name(data.name + ".jsonl")
+    src.parent.mkdir(parents=True, exist_ok=True)
+    src.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    load_demo(data, env, source=src)
+    return data
+
+
 def _pump(stream, sink: "queue.Queue[str | None]", lines: list[str]) -> None:
     # Reads the supervisor's stdout for the node's whole life so the pipe never fills up.
     for line in iter(stream.readline, ""):
@@ -258,6 +269,12 @@ def start_node(tmp_path_factory, idnode_env) -> Iterator[Callable[..., Node]]:
 def node(start_node) -> Node:
     """The shared demo node: two workers, default configuration, demo data loaded."""
     return start_node(workers=2)
+
+
+@pytest.fixture(scope="session")
+def load_lines(idnode_env) -> Callable[[Path, list], Path]:
+    """``load_lines(data, [json objects])``: ``idnode load`` them into a new store at ``data``."""
+    return lambda data, lines: _load_lines(data, lines, idnode_env)
 
 
 @pytest.fixture(scope="session")

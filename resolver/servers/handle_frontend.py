@@ -5,6 +5,20 @@ returns the complete reply message (envelope included, unsplit) or None when the
 no reply at all (it is itself a response, or too broken to address a reply to).  The fast path
 (``native.handle_resolve``) is tried by the drivers first; this module answers everything else,
 with identical bytes wherever both answer (tests/parity).
+
+Administration (handle.md §3.3, §5).  With an ``admin`` (``registry.native_admin.NativeAdmin``,
+handed in by the composition root and duck-typed here: ``resolver`` never imports
+``registry``), the op codes in ``admin.OPCODES`` — create/delete handle, add/remove/modify
+value, list handles, the OC 200 challenge answer, home/unhome/list prefixes — go to
+``admin.answer(env, payload, header, body, peer=, stream=)``, which owns the RC 402 challenge
+→ OC 200 flow.  A resolution without the public-only flag whose selection includes values
+without public read gets ``admin.challenge(...)`` (RC 402); once answered, the admin serves
+the values to an identity with READ_VALUE.  Without an admin those op codes get RC 5 and such
+a resolution a plain RC 402.
+
+``peer`` (the client's IP address) lets the admin count failed authentications per client and
+bind a challenge to the client it was sent to; ``stream`` says the transport is a byte stream
+(TCP), over which a long handle list may be answered as several CN-continued messages.
 """
 
 from __future__ import annotations
@@ -47,12 +61,16 @@ def site_info(config: Config) -> bytes:
 
 
 class HandleFrontEnd:
-    def __init__(self, resolver: Resolver, config: Config, *, site: bytes | None = None) -> None:
+    def __init__(self, resolver: Resolver, config: Config, *, site: bytes | None = None,
+                 admin=None) -> None:  # fmt: skip
         self.resolver = resolver
         self.case_sensitive = config.case_sensitive
         self.site = site if site is not None else site_info(config)
+        self.admin = admin
+        self.admin_opcodes = frozenset(admin.OPCODES) if admin is not None else frozenset()
 
-    async def answer(self, env: Envelope, payload: bytes) -> bytes | None:
+    async def answer(self, env: Envelope, payload: bytes, peer: str | None = None, *,
+                     stream: bool = False) -> bytes | None:  # fmt: skip
         if len(payload) < C.HEADER_SIZE:
             return None  # no header: nothing to address a reply to
         header = Header.from_wire(payload)
@@ -71,7 +89,8 @@ class HandleFrontEnd:
         except HandleProtocolError as exc:
             return codec.error(env, payload, header, RC_FOR[Outcome.MALFORMED], exc.message)
         try:
-            if header.opcode not in SUPPORTED:
+            admin_op = header.opcode in self.admin_opcodes
+            if header.opcode not in SUPPORTED and not admin_op:
                 return codec.error(env, payload, header, RC_FOR[Outcome.NOT_SUPPORTED],
                                    "Operation not supported")  # fmt: skip
             if header.opflags & C.FLAG_ENCRYPT:
@@ -79,7 +98,10 @@ class HandleFrontEnd:
                                    "Encrypted responses need a session")  # fmt: skip
             if header.opcode == C.OpCode.GET_SITE_INFO:
                 return codec.respond(env, payload, header, 1, SiteInfoResponse(self.site))
-            return await self.resolution(env, payload, header, msg.body)
+            if header.opcode != C.OpCode.RESOLUTION:
+                return await self.admin.answer(env, payload, header, msg.body, peer=peer,
+                                               stream=stream)  # fmt: skip
+            return await self.resolution(env, payload, header, msg.body, peer)
         except IdnodeError as exc:
             return codec.error(env, payload, header, RC_FOR[exc.outcome], exc.message)
         except Exception:
@@ -87,7 +109,7 @@ class HandleFrontEnd:
             return codec.error(env, payload, header, RC_FOR[Outcome.INTERNAL], "Internal error")
 
     async def resolution(self, env: Envelope, payload: bytes, header: Header,
-                         body: ResolutionRequest) -> bytes:  # fmt: skip
+                         body: ResolutionRequest, peer: str | None = None) -> bytes:  # fmt: skip
         try:
             ident = Identifier.parse(body.handle, case_sensitive=self.case_sensitive)
         except InvalidIdentifier as exc:
@@ -95,10 +117,15 @@ class HandleFrontEnd:
         # Types are compared as bytes, as the reference does (Util.isParentTypeInArray): one
         # that is not UTF-8 matches nothing stored, but is no error.
         types = tuple(t.decode("utf-8", "surrogateescape") for t in body.types)
-        # Until identities exist (registration issue), values without public read are withheld
-        # whether or not the request asked for public values only (handle.md §2.1).
-        request = ResolveRequest(ident, types, body.indexes, public_only=True)
+        # Values without public read are withheld from a request with the public-only flag;
+        # without it, selecting one needs authentication (handle.md §2.1, §5; reference
+        # HandleServer.checkReadAccess): the admin's challenge, or RC 402 when there is none.
+        # The fast path declines exactly these requests (native: "withheld").
+        public_only = header.has(C.FLAG_PUBLIC_ONLY)
+        request = ResolveRequest(ident, types, body.indexes, public_only=public_only)
         result = await self.resolver.resolve(request)
+        if result.outcome is Outcome.AUTH_NEEDED and self.admin is not None:
+            return self.admin.challenge(env, payload, header, body, peer=peer)
         if result.outcome is Outcome.OK:
             reply = codec.respond(env, payload, header, RC_FOR[Outcome.OK],
                                   ResolutionResponse.of(body.handle, result.values))  # fmt: skip

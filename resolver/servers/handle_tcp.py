@@ -6,6 +6,9 @@ pipelined replies never overtake each other.  Bounds: connections per worker, an
 one frame's worth of receive buffer (``FrameBuffer``), a queue of waiting frames and the
 transport's write buffer (reading pauses while either is full).  A frame announcing more than
 256 KiB is answered RC 4 and the connection closed.
+
+The general path gets the client's address (failed authentications are counted per client;
+a challenge is answered from where it was sent) and ``stream=True``.
 """
 
 from __future__ import annotations
@@ -57,10 +60,13 @@ class HandleTcpProtocol(asyncio.Protocol):
         self.paused_writing = False
         self.paused_reading = False
         self.closing_after: bytes | None = None  # the RC 4 reply that ends the connection
+        self.peer: str | None = None  # the client's IP address
 
     # -- connection ----------------------------------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
+        peername = transport.get_extra_info("peername")
+        self.peer = peername[0] if peername else None
         if self.limits.open >= self.limits.max_connections:
             transport.abort()
             return
@@ -158,7 +164,7 @@ class HandleTcpProtocol(asyncio.Protocol):
                 self._update_reading()
                 out = self._fast(frame)
                 if out is None:
-                    out = await self.frontend.answer(env, frame[20:])
+                    out = await self.frontend.answer(env, frame[20:], self.peer, stream=True)
                 if out is not None and not self.transport.is_closing():
                     self.transport.write(out)
         except asyncio.CancelledError:

@@ -7,7 +7,8 @@ burst has arrived, through the worker's ``native.RecordCache`` (``[store] record
 back the rest: multi-packet reassembly, then ``HandleFrontEnd``; replies longer than 512 bytes
 are split into packets (handle.md §3.1).  Truncated or inconsistent datagrams are dropped without
 a reply (a reply to a forged source would be a reflection); nothing a peer sends escapes this
-class.
+class.  The general path gets the sender's IP address (administration counts failed
+authentications per client and answers a challenge only from where it was sent).
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class HandleUdpServer:
 
     async def _answer(self, env: Envelope, payload: bytes, addr) -> None:
         try:
-            out = await self.frontend.answer(env, payload)
+            out = await self.frontend.answer(env, payload, addr[0] if addr else None)
         except Exception:
             log.exception("E032 unexpected error answering %s", addr)
             return

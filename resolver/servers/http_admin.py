@@ -64,6 +64,19 @@ def error_response(exc: IdnodeError, handle: str | None) -> web.Response:
     return _response(STATUS_FOR[exc.outcome], body, extra)
 
 
+async def read_body(request: web.BaseRequest, limit: int) -> bytes:
+    """The whole body, however many segments it came in; ``MalformedRequest`` past ``limit``."""
+    chunks, size = [], 0
+    while True:
+        chunk = await request.content.read(65536)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise MalformedRequest("Request body too large")
+        chunks.append(chunk)
+
+
 def _is_loopback(remote: str | None) -> bool:
     try:
         return remote is not None and ipaddress.ip_address(remote.split("%")[0]).is_loopback
@@ -104,15 +117,19 @@ class AdminHttp:
     def identity(self, request: web.BaseRequest):
         """(identity or None, session token to set or None); raises on bad credentials."""
         header = request.headers.get("Authorization")
-        if header is None:
-            token = request.cookies.get(self.sessions.COOKIE)
-            return (self.sessions.check(token) if token else None), None
+        token = request.cookies.get(self.sessions.COOKIE)
+        if header is None and not token:
+            return None, None
         if self.auth_requires_tls and not request.secure and not _is_loopback(request.remote):
-            # handle.md §7.3: Handle.net ignores credentials over plain HTTP, 401 becomes 403
+            # handle.md §7.3: Handle.net ignores credentials over plain HTTP, 401 becomes 403 —
+            # session cookies included: they are credentials too
             raise _TlsRequired("Authentication requires HTTPS")
+        if header is None:
+            return self.sessions.check(token), None
         scheme, _, rest = header.strip().partition(" ")
         if scheme.lower() != "basic":
-            raise AuthenticationNeeded(f"Unsupported authorization scheme {scheme[:20]!r}")
+            # never echo it: a client may have sent a bare key as the header
+            raise AuthenticationNeeded("Unsupported authorization scheme (use Basic)")
         user, password = parse_basic(header)
         identity = self.authenticator.secret(user, password, request.remote or "")
         return identity, self.sessions.issue(identity)
@@ -153,9 +170,7 @@ class AdminHttp:
             raise MalformedRequest("Unsupported media type: use application/json")
         if request.content_length is not None and request.content_length > MAX_BODY:
             raise MalformedRequest("Request body too large")
-        body = await request.content.read(MAX_BODY + 1)
-        if len(body) > MAX_BODY:
-            raise MalformedRequest("Request body too large")
+        body = await read_body(request, MAX_BODY)
         if _flag(params, "mintNewSuffix", False):
             if not handle.endswith("/"):
                 raise MalformedRequest("mintNewSuffix needs a handle ending in '/'")

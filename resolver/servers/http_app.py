@@ -119,10 +119,15 @@ class HandleApi:
         if method not in ("GET", "HEAD"):
             if self.admin is None:
                 return self.not_allowed(request)
-            if method in ("PUT", "DELETE"):
-                return await self.admin.write(request, _echo(handle), raw[q + 1 :] if q >= 0 else "")
-            return self.not_allowed(request, "GET, HEAD, PUT, DELETE")
+            if method not in ("PUT", "DELETE"):
+                return self.not_allowed(request, "GET, HEAD, PUT, DELETE")
+            text = _strict(handle)
+            if text is None:
+                return _error(Outcome.INVALID_IDENTIFIER, None, "Invalid handle: not UTF-8")
+            return await self.admin.write(request, text, raw[q + 1 :] if q >= 0 else "")
         if self.admin is not None and self.admin.has_credentials(request):
+            if _strict(handle) is None:
+                return _error(Outcome.INVALID_IDENTIFIER, None, "Invalid handle: not UTF-8")
             return await self.authenticated_read(request, handle, raw[q + 1 :] if q >= 0 else "")
         if q < 0:
             txn = self.env.begin()  # not a with-block: the context manager costs ~0.4 µs
@@ -273,6 +278,15 @@ def _echo(handle: bytes) -> str:
     return handle.decode("utf-8", "replace")
 
 
+def _strict(handle: bytes) -> str | None:
+    """The handle as text for writes and authenticated reads; None if it is not UTF-8 (a
+    replacement character would turn an invalid name into another, valid one)."""
+    try:
+        return handle.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 class HttpFrontEnd:
     """The low-level aiohttp request handler: a fixed dispatch on the path, no router.
 
@@ -281,8 +295,9 @@ class HttpFrontEnd:
     dispatch is a string test.  Nothing escapes: any exception becomes a JSON 500, logged once.
     """
 
-    def __init__(self, api: HandleApi) -> None:
+    def __init__(self, api: HandleApi, operator=None) -> None:
         self.api = api
+        self.operator = operator
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
@@ -295,6 +310,10 @@ class HttpFrontEnd:
                     return await self.api.listing(request)
             if path.startswith(CHANGES) and path[len(CHANGES) : len(CHANGES) + 1] in ("", "?"):
                 return await self.api.changes(request)
+            if self.operator is not None and path.startswith("/api/v1/"):
+                resp = await self.operator.dispatch(request)
+                if resp is not None:
+                    return resp
             return await self.api.unknown(request)
         except IdnodeError as exc:
             log.warning("E010 %s on %s %s: %s", type(exc).__name__, request.method, request.path, exc)
@@ -305,10 +324,11 @@ class HttpFrontEnd:
 
 
 def make_handler(store: LmdbStore, resolver: Resolver, config: Config,
-                 admin: AdminHttp | None = None) -> HttpFrontEnd:  # fmt: skip
+                 admin: AdminHttp | None = None, operator=None) -> HttpFrontEnd:  # fmt: skip
     """The request handler for ``JsonServer`` (see ``lifecycle.run_http``); ``admin`` brings
-    writes and authenticated reads (None: a read-only API)."""
-    return HttpFrontEnd(HandleApi(store, resolver, config, admin))
+    writes and authenticated reads (None: a read-only API), ``operator`` the server admins'
+    ``/api/v1/`` endpoints (``http_operator.OperatorHttp``)."""
+    return HttpFrontEnd(HandleApi(store, resolver, config, admin), operator)
 
 
 class _JsonErrorRequestHandler(RequestHandler):
@@ -319,7 +339,10 @@ class _JsonErrorRequestHandler(RequestHandler):
     """
 
     def handle_error(self, request, status=500, exc=None, message=None):
-        self.logger.debug("E012 bad HTTP request from %s: %s", request.remote, exc or message)
+        # Only the kind of error: aiohttp's message quotes the offending line, which may be an
+        # Authorization header with its credentials.
+        self.logger.debug("E012 bad HTTP request from %s: %s (status %d)", request.remote,
+                          type(exc).__name__ if exc is not None else "error", status)  # fmt: skip
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; cannot send an error")
         outcome = Outcome.MALFORMED if status < 500 else Outcome.INTERNAL

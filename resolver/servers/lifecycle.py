@@ -43,12 +43,16 @@ def install_event_loop_policy() -> str:
 
 
 async def run_worker(store: LmdbStore, resolver: Resolver, config: Config, http_port: int,
-                     handle_port: int, admin=None) -> None:  # fmt: skip
+                     handle_port: int, admin=None, operator=None,
+                     native_admin=None) -> None:  # fmt: skip
     """Serve HTTP(S), Handle UDP and Handle TCP on SO_REUSEPORT sockets until SIGTERM or
     SIGINT; then stop accepting, let in-flight work finish (≤ ``drain_seconds``) and return.
-    ``admin``: the REST writes (``http_admin.AdminHttp``), None for a read-only API."""
+    ``admin``: the REST writes (``http_admin.AdminHttp``), None for a read-only API;
+    ``operator``: the server admins' endpoints (``http_operator.OperatorHttp``);
+    ``native_admin``: admin operations over the Handle protocol (``registry.native_admin``)."""
     http = web.ServerRunner(
-        JsonServer(http_app.make_handler(store, resolver, config, admin), access_log=None,
+        JsonServer(http_app.make_handler(store, resolver, config, admin, operator),
+                   access_log=None,
                    max_field_size=16384),
         shutdown_timeout=config.drain_seconds, handle_signals=False,
     )  # fmt: skip
@@ -58,7 +62,7 @@ async def run_worker(store: LmdbStore, resolver: Resolver, config: Config, http_
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(config.tls_cert, config.tls_key)
     await web.SockSite(http, listening_socket(config.host, http_port), ssl_context=tls).start()
-    frontend = HandleFrontEnd(resolver, config)
+    frontend = HandleFrontEnd(resolver, config, admin=native_admin)
     udp = await start_udp(store, frontend, config.host, handle_port, config.case_sensitive,
                           config.record_cache)  # fmt: skip
     limits = TcpLimits(config.max_tcp_connections, config.tcp_idle_seconds)

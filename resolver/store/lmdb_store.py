@@ -3,6 +3,8 @@
 Durable by construction: the environment is always opened with sync and metasync on.  Every
 write batch is one write transaction that also appends to ``changes``.  ``lmdb.MapFullError``
 becomes ``StoreFull`` after LMDB has aborted the transaction, so the store stays readable.
+Disabling a prefix (``disable_prefix`` / ``enable_prefix``) moves its prefix handle between
+``prefixes`` and ``disabled`` in one logged transaction (schema.DISABLED).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Iterable, Iterator
 
 import lmdb
 
-from resolver.errors import StoreError, StoreFormatError, StoreFull
+from resolver.errors import AlreadyExists, HandleNotFound, StoreError, StoreFormatError, StoreFull
 from resolver.store import Change, LoggedChange
 from resolver.store import schema as S
 
@@ -48,6 +50,10 @@ class LmdbStore:
         except lmdb.Error as exc:
             self.env.close()
             raise StoreFormatError(f"store at {self.path} lacks idnode databases: {exc}") from None
+        try:  # added after format 2 shipped: a read-only open of an older store has none
+            self.disabled_db = self.env.open_db(S.DISABLED, create=create)
+        except lmdb.NotFoundError:
+            self.disabled_db = None
         self._check_format(readonly)
 
     def _check_format(self, readonly: bool) -> None:
@@ -96,6 +102,19 @@ class LmdbStore:
     def prefixes(self) -> list[bytes]:
         with self.env.begin() as txn:
             return [k for k, _ in txn.cursor(db=self.prefixes_db)]
+
+    def get_disabled(self, prefix: bytes) -> bytes | None:
+        """The prefix handle record of a disabled prefix (schema.DISABLED), or None."""
+        if self.disabled_db is None:
+            return None
+        with self.env.begin() as txn:
+            return txn.get(prefix, db=self.disabled_db)
+
+    def disabled_prefixes(self) -> list[bytes]:
+        if self.disabled_db is None:
+            return []
+        with self.env.begin() as txn:
+            return [k for k, _ in txn.cursor(db=self.disabled_db)]
 
     def list_keys(self, prefix: bytes, offset: int = 0, limit: int | None = None
                   ) -> tuple[int, list[bytes]]:  # fmt: skip
@@ -153,10 +172,10 @@ class LmdbStore:
         """Run ``plan(view)`` in a write transaction, apply the changes it returns there.
 
         Returns what ``write`` returns: the last transaction id logged (0 if nothing changed).
-        ``view`` reads inside the
-        transaction (``get_record``, ``get_prefix``, ``list_keys``), so checks and the writes
-        they allow cannot be separated by another writer (LMDB serialises write transactions
-        across processes).  An exception from ``plan`` aborts the transaction.
+        ``view`` reads inside the transaction (``get_record``, ``get_prefix``,
+        ``get_disabled``, ``list_keys``), so checks and the writes they allow cannot be
+        separated by another writer (LMDB serialises write transactions across processes).
+        An exception from ``plan`` aborts the transaction.
         """
         ident = identity.encode("utf-8")
         if len(ident) > 0xFFFF:
@@ -174,11 +193,7 @@ class LmdbStore:
             raise StoreError(f"write failed: {exc}") from None
 
     def _apply(self, txn, batch: list[Change], ident: bytes) -> int:
-        now_ms = int(time.time() * 1000)
-        cur = txn.cursor(db=self.changes_db)
-        next_id = (S.TXN_ID.unpack(cur.key())[0] if cur.last() else 0) + 1
-        first = next_id
-        tail = S.IDENTITY_LEN.pack(len(ident)) + ident
+        log = _Log(txn, self.changes_db, ident)
         for c in batch:
             db = self.prefixes_db if c.prefix else self.records_db
             old = txn.get(c.key, db=db)
@@ -189,18 +204,64 @@ class LmdbStore:
             else:
                 if old == c.blob:
                     continue  # idempotent: same bytes, no change, no log entry
+                if c.prefix and old is None and self._is_disabled(txn, c.key):
+                    # schema.DISABLED: a key lives in one of prefixes / disabled, never both
+                    raise AlreadyExists(f"prefix {c.key.decode('utf-8', 'replace')} is "
+                                        "disabled here; enable it first")  # fmt: skip
                 txn.put(c.key, c.blob, db=db)
                 if c.prefix:
                     action = S.ACTION_HOME_PREFIX
                 else:
                     action = S.ACTION_UPDATE if old is not None else S.ACTION_CREATE
-            if len(c.key) > 0xFFFF:
-                raise StoreError("key too long for the change log")
-            entry = b"".join((S.CHANGE.pack(action, now_ms, c.op, len(c.key)), c.key, tail,
-                              _digest(old), _digest(c.blob)))  # fmt: skip
-            txn.put(S.TXN_ID.pack(next_id), entry, db=self.changes_db, append=True)
-            next_id += 1
-        return next_id - 1 if next_id > first else 0
+            log.append(action, c.op, c.key, old, c.blob)
+        return log.last()
+
+    def _is_disabled(self, txn, prefix: bytes) -> bool:
+        return self.disabled_db is not None and txn.get(prefix, db=self.disabled_db) is not None
+
+    # -- disabling prefixes (schema.DISABLED) ---------------------------------------------
+    def disable_prefix(self, prefix: bytes, identity: str = "", check=None) -> int:
+        """Move the prefix handle of ``prefix`` from ``prefixes`` to ``disabled`` and log
+        UNHOME (op 0, ``identity``), in one write transaction.  ``check(view)``, if given, runs
+        first inside that transaction (raise to refuse).  Returns the change-log id, 0 if the
+        prefix was already disabled; ``HandleNotFound`` when it is neither homed nor disabled."""
+        return self._move_prefix(prefix, identity, check, disable=True)
+
+    def enable_prefix(self, prefix: bytes, identity: str = "", check=None) -> int:
+        """The reverse of ``disable_prefix``: back to ``prefixes``, logged as HOME."""
+        return self._move_prefix(prefix, identity, check, disable=False)
+
+    def _move_prefix(self, prefix: bytes, identity: str, check, *, disable: bool) -> int:
+        ident = identity.encode("utf-8")
+        if len(ident) > 0xFFFF:
+            raise StoreError("identity too long for the change log")
+        if self.disabled_db is None:
+            raise StoreError(f"store at {self.path} is open read-only")
+        src, dst = self.prefixes_db, self.disabled_db
+        if not disable:
+            src, dst = dst, src
+        name = prefix.decode("utf-8", "replace")
+        try:
+            with self.env.begin(write=True) as txn:
+                if check is not None:
+                    check(_View(self, txn))
+                blob = txn.get(prefix, db=src)
+                if blob is None:
+                    if txn.get(prefix, db=dst) is not None:
+                        return 0  # already in the wanted state: nothing changes, nothing logged
+                    raise HandleNotFound(f"prefix {name} is not homed here")
+                txn.delete(prefix, db=src)
+                txn.put(prefix, blob, db=dst)
+                log = _Log(txn, self.changes_db, ident)
+                if disable:
+                    log.append(S.ACTION_UNHOME_PREFIX, 0, prefix, blob, None)
+                else:
+                    log.append(S.ACTION_HOME_PREFIX, 0, prefix, None, blob)
+                return log.last()
+        except lmdb.MapFullError:
+            raise StoreFull(f"store at {self.path} is full; raise map_size") from None
+        except lmdb.Error as exc:
+            raise StoreError(f"write failed: {exc}") from None
 
     def close(self) -> None:
         with contextlib.suppress(lmdb.Error):
@@ -219,9 +280,44 @@ class _View:
     def get_prefix(self, prefix: bytes) -> bytes | None:
         return self.txn.get(prefix, db=self._store.prefixes_db)
 
+    def get_disabled(self, prefix: bytes) -> bytes | None:
+        db = self._store.disabled_db
+        return None if db is None else self.txn.get(prefix, db=db)
+
+    def prefixes(self) -> list[bytes]:
+        return [k for k in self.txn.cursor(db=self._store.prefixes_db).iternext(values=False)]
+
+    def disabled_prefixes(self) -> list[bytes]:
+        db = self._store.disabled_db
+        return [] if db is None else list(self.txn.cursor(db=db).iternext(values=False))
+
     def list_keys(self, prefix: bytes, offset: int = 0, limit: int | None = None
                   ) -> tuple[int, list[bytes]]:  # fmt: skip
         return _list_keys(self.txn, self._store.records_db, prefix, offset, limit)
+
+
+class _Log:
+    """Appends change-log entries (schema.CHANGES) inside one write transaction."""
+
+    def __init__(self, txn, changes_db, ident: bytes) -> None:
+        self.txn, self.db = txn, changes_db
+        self.now_ms = int(time.time() * 1000)
+        cur = txn.cursor(db=changes_db)
+        self.next_id = self.first = (S.TXN_ID.unpack(cur.key())[0] if cur.last() else 0) + 1
+        self.tail = S.IDENTITY_LEN.pack(len(ident)) + ident
+
+    def append(self, action: int, op: int, key: bytes, old: bytes | None,
+               new: bytes | None) -> None:  # fmt: skip
+        if len(key) > 0xFFFF:
+            raise StoreError("key too long for the change log")
+        entry = b"".join((S.CHANGE.pack(action, self.now_ms, op, len(key)), key, self.tail,
+                          _digest(old), _digest(new)))  # fmt: skip
+        self.txn.put(S.TXN_ID.pack(self.next_id), entry, db=self.db, append=True)
+        self.next_id += 1
+
+    def last(self) -> int:
+        """The last id appended, 0 if none."""
+        return self.next_id - 1 if self.next_id > self.first else 0
 
 
 def _digest(blob: bytes | None) -> bytes:

@@ -34,8 +34,22 @@ PREFIXES = b"prefixes"
 CHANGES = b"changes"
 #: ``meta``: key = ASCII name; value = ASCII or raw bytes (format_version, created, node_id).
 META = b"meta"
+#: ``disabled``: key = normalised prefix without ``0.NA/``, as in ``prefixes`` # KEY_FORMAT;
+#: value = the stored record of the prefix handle of a prefix the operator disabled.
+#:
+#: Disabling moves the prefix handle from ``prefixes`` to here in one write transaction that
+#: logs ``ACTION_UNHOME_PREFIX`` (before = its digest, after = none); enabling moves it back
+#: and logs ``ACTION_HOME_PREFIX`` (before = none, after = its digest); both with op 0.  Every
+#: reader takes presence in ``prefixes`` as "held", so identifiers under a disabled prefix
+#: resolve as "not here" (Handle RC 301, HTTP 400) on every front-end and cannot be written,
+#: while their records stay in ``records``.  A key is in at most one of ``prefixes`` and
+#: ``disabled``: homing a disabled prefix is refused until it is enabled.
+#:
+#: Added without a format bump: a store that lacks it has nothing disabled (a read-only open
+#: sees it as empty; a writable open creates it).
+DISABLED = b"disabled"
 
-ALL_DATABASES = (RECORDS, PREFIXES, CHANGES, META)
+ALL_DATABASES = (RECORDS, PREFIXES, CHANGES, META, DISABLED)
 
 TXN_ID = struct.Struct(">Q")  # KEY_FORMAT
 CHANGE = struct.Struct(">BQHH")  # action, time, op, key length; then key, identity, digests
@@ -48,8 +62,8 @@ NO_DIGEST = bytes(DIGEST_SIZE)
 ACTION_CREATE = 1
 ACTION_DELETE = 2
 ACTION_UPDATE = 3
-ACTION_HOME_PREFIX = 4
-ACTION_UNHOME_PREFIX = 5
+ACTION_HOME_PREFIX = 4  # also: a disabled prefix enabled (DISABLED)
+ACTION_UNHOME_PREFIX = 5  # also: a prefix disabled (DISABLED)
 
 META_FORMAT_VERSION = b"format_version"
 META_CREATED = b"created"

@@ -294,7 +294,7 @@ add("response-undecodable",
 add("response-wrong-major", lambda r: request(r, rc=100, major=7, body=ErrorResponse(b"")), OK,
     NO_REPLY)  # fmt: skip
 
-# -- op codes: only resolution and site info are served; everything else is RC 5 ----------------
+# -- op codes: resolution, site info and the admin operations are served; the rest is RC 5 -------
 V = (HandleValue(1, "URL", b"https://example.com/x"),)
 TYPED = {
     C.OpCode.CREATE_HANDLE: ValuesBody(b"88.118.8/new", V),
@@ -309,11 +309,19 @@ TYPED = {
     C.OpCode.HOME_NA: HandleBody(b"0.NA/88.118.9"),
     C.OpCode.UNHOME_NA: HandleBody(b"0.NA/88.118.8"),
 }
+#: Admin operations (registry.native_admin) unauthenticated: an RC 402 challenge; an OC 200
+#: answer to a challenge never issued: RC 403 (authentication failed).
+ADMIN_RC = {op: 402 for op in (C.OpCode.CREATE_HANDLE, C.OpCode.DELETE_HANDLE,
+                               C.OpCode.ADD_VALUE, C.OpCode.REMOVE_VALUE, C.OpCode.MODIFY_VALUE,
+                               C.OpCode.LIST_HANDLES, C.OpCode.HOME_NA, C.OpCode.UNHOME_NA,
+                               C.OpCode.LIST_HOMED_NAS)}  # fmt: skip
+ADMIN_RC[C.OpCode.CHALLENGE_RESPONSE] = 403
 for op in C.OpCode:
     if op in (C.OpCode.RESOLUTION, C.OpCode.GET_SITE_INFO):
         continue
     body = TYPED.get(op, Opaque(b"\x00\x00\x00\x00" if op != C.OpCode.RESERVED else b""))
-    add(f"op-{op.name.lower()}", lambda r, op=op, b=body: request(r, opcode=op, body=b), OK, 5)
+    add(f"op-{op.name.lower()}", lambda r, op=op, b=body: request(r, opcode=op, body=b), OK,
+        ADMIN_RC.get(op, 5))  # fmt: skip
 for op in (3, 99, 107, 202, 303, 403, 999, 1004, 2000, 2002, 0x7FFFFFFF, 0xFFFFFFFF):
     add(f"op-unknown-{op:#x}", lambda r, op=op: request(r, opcode=op, body=Opaque(b"whatever")),
         OK, 5)  # fmt: skip

@@ -368,11 +368,15 @@ HANDLE_CASES = [
     _hit("unused-envelope-bits", request(env_bits=0x1C), SN),
     # non-public values are withheld
     HCase("mixed-public-only", request(b"88.118.8/mixed"), "hit", MIXED_PUBLIC),
-    HCase("mixed-po-unset", request(b"88.118.8/mixed", flags=0), "hit", MIXED_PUBLIC),
+    _declined("mixed-po-unset", request(b"88.118.8/mixed", flags=0), RC.AUTHENTICATION_NEEDED),
     HCase("mixed-asked-withheld", request(b"88.118.8/mixed", (2, 4), (b"SECRET",)), "empty"),
     HCase("mixed-asked-some", request(b"88.118.8/mixed", (2, 3), (b"SECRET",)), "hit", (3,)),
     HCase("private-all", request(b"88.118.8/private"), "empty"),
-    HCase("private-all-rd", request(b"88.118.8/private", flags=RD), "empty"),
+    # without the public-only flag, values without public read are asked for: the fast path
+    # declines, the general path asks for authentication (RC 402)
+    _declined("private-all-rd", request(b"88.118.8/private", flags=RD),
+              RC.AUTHENTICATION_NEEDED),
+    HCase("private-all-po", request(b"88.118.8/private", flags=DEFAULT_FLAGS | RD), "empty"),
     HCase("empty-record", request(b"88.118.8/empty"), "empty"),
     # index filters with values the HTTP API cannot send
     HCase("index-negative", request(b"88.118.8/typed", (-1, 0)), "empty"),
@@ -380,7 +384,9 @@ HANDLE_CASES = [
     HCase("empty-type", request(b"88.118.8/typed", (), (b"",)), "empty"),
     # prefix handles
     _hit("na", request(b"0.NA/88.118.8"), vectors.prefix_handles()[0][1]),
-    _hit("na-slashless-rd", request(b"88.118.8", flags=RD), vectors.prefix_handles()[0][1]),
+    _declined("na-slashless-rd", request(b"88.118.8", flags=RD), RC.AUTHENTICATION_NEEDED),
+    _hit("na-slashless-po-rd", request(b"88.118.8", flags=DEFAULT_FLAGS | RD),
+         vectors.prefix_handles()[0][1]),
     HCase("na-foreign", request(b"0.NA/99.1"), "declined", (RC.SERVER_NOT_RESP,)),
     # unicode and '/' in suffixes, quotes
     _hit("unicode", request(("88.118.8/" + vectors.UNICODE_SUFFIX).encode()),
@@ -611,8 +617,12 @@ def test_generated_requests(parity_stores, cython_twin_or_none, req, cs):
     fast, general = check_parity(store, cython_twin_or_none, data, cs)
     assert general is not None
     rc = decode(general).header.rc
-    if _fast_eligible(store, data, handle, cs) and rc != RC.ERROR:
+    if _fast_eligible(store, data, handle, cs) and rc not in (RC.ERROR,
+                                                              RC.AUTHENTICATION_NEEDED):
         assert fast is not None and rc in (RC.SUCCESS, RC.HANDLE_NOT_FOUND, RC.VALUES_NOT_FOUND)
+    elif rc == RC.AUTHENTICATION_NEEDED:
+        # values without public read asked for without the public-only flag
+        assert fast is None and not struct.unpack_from(">I", data, 28)[0] & HC.FLAG_PUBLIC_ONLY
     else:
         # RC 2 here is the reply-over-256-KiB refusal (e.g. the unfiltered BIG record), which
         # the fast path leaves to the general path

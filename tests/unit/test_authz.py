@@ -407,12 +407,15 @@ def test_create_over_an_existing_handle(authz, lookup):
     no_na = Authorizer(lookup, allow_na_admins=False)
     no_na.check(ENT, Op.CREATE_HANDLE, "88.118.8/split", touched=new_url)  # MODIFY_VALUE
     no_na.check(ENT, Op.CREATE_HANDLE, "88.118.8/split", touched=list(existing))  # no change
-    # replacing a value by an HS_ADMIN needs ADD_ADMIN, which value 101 grants
-    no_na.check(ENT, Op.CREATE_HANDLE, "88.118.8/split",
-                touched=[adm(1, "88.118.8/ADMIN", 300, 1), *existing[1:]])  # fmt: skip
-    # dev-2 grants ENT DELETE_HANDLE: a full replacement is allowed through it
-    no_na.check(ENT, Op.CREATE_HANDLE, "88.118.8/dev-2", touched=[adm(100, "x/y", 1, 0xFFF)])
+    # replacing a value by an HS_ADMIN needs MODIFY_VALUE+ADD_ADMIN in ONE value: value 101's
+    # ADD_ADMIN alone no longer lets the whole record be replaced (departure 1, module doc)
+    refused(no_na, ENT, Op.CREATE_HANDLE, "88.118.8/split",
+            touched=[adm(1, "88.118.8/ADMIN", 300, 1), *existing[1:]])  # fmt: skip
+    # dev-2 grants ENT DELETE_HANDLE only: no replacement through it (departure 1)
+    refused(no_na, ENT, Op.CREATE_HANDLE, "88.118.8/dev-2", touched=[adm(100, "x/y", 1, 0xFFF)])
     refused(no_na, ENT, Op.CREATE_HANDLE, "88.118.8/lower-admin", touched=[v(1, "URL", "z")])
+    # and the prefix's ADD_HANDLE is no way to replace a handle either
+    refused(authz, ENT, Op.CREATE_HANDLE, "88.118.8/dev-2", touched=[adm(100, "x/y", 1, 0xFFF)])
 
 
 def test_create_prefix_handle_is_adding_a_derived_prefix(authz):

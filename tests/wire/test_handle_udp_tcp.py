@@ -344,7 +344,7 @@ DIGEST_REQUESTS = {
                                          opflags=FLAGS | RD),  # fmt: skip
     "foreign": lambda i, v: resolve("88.118.9/x", i, version=v, suggest=None, opflags=FLAGS | RD),
     "site-info": lambda i, v: site_info_request(i, version=v, suggest=None, opflags=FLAGS | RD),
-    "unsupported": lambda i, v: message(i, 105, s("0.NA/88.118.8"), version=v, suggest=None,
+    "unsupported": lambda i, v: message(i, 1002, b"", version=v, suggest=None,
                                         opflags=FLAGS | RD),  # fmt: skip
 }
 
@@ -424,14 +424,18 @@ def _value(index: int, vtype: str, data: bytes) -> bytes:
 
 
 UNSUPPORTED = {
+    400: bytes(8),
+    1001: b"\0" + bytes(8) + bytes(8) + b"\x02" + bytes(8),
+    1002: b"",
+    2001: b"",
+    9999: b"",
+}
+#: Admin operations (registry.native_admin): unauthenticated, each gets an RC 402 challenge.
+ADMIN_REQUESTS = {
     100: s("88.118.8/new") + struct.pack(">i", 1) + _value(1, "URL", b"https://example.com/"),
     101: s("88.118.8/demo-1"),
     105: s("0.NA/88.118.8"),
     300: s("88.118.99"),
-    400: bytes(8),
-    1001: b"\0" + bytes(8) + bytes(8) + b"\x02" + bytes(8),
-    2001: b"",
-    9999: b"",
 }
 
 
@@ -445,8 +449,16 @@ def test_unsupported_op_codes_get_rc5(hnode, opcode):
         assert isinstance(reply.body, ErrorResponse)
 
 
+@pytest.mark.parametrize("opcode", list(ADMIN_REQUESTS))
+def test_admin_op_codes_get_a_challenge(hnode, opcode):
+    req = message(rid(), opcode, ADMIN_REQUESTS[opcode])
+    reply = parse(tcp_ask(hnode.port, req))
+    assert reply.header.rc == 402 and reply.header.opcode == opcode
+    assert reply.header.opflags & RD and reply.envelope.session_id != 0
+
+
 def test_create_request_creates_nothing(hnode):
-    tcp_ask(hnode.port, message(rid(), 100, UNSUPPORTED[100]))
+    tcp_ask(hnode.port, message(rid(), 100, ADMIN_REQUESTS[100]))
     assert parse(tcp_ask(hnode.port, resolve("88.118.8/new", rid()))).header.rc == 100
 
 
@@ -455,7 +467,7 @@ RESPONSES = {
     "fast-shaped": lambda i: resolve("88.118.8/demo-1", i, rc=1),
     "error-code": lambda i: resolve("88.118.8/demo-1", i, rc=100),
     "site-info": lambda i: site_info_request(i, rc=1),
-    "unsupported": lambda i: message(i, 105, s("0.NA/88.118.8"), rc=5),
+    "unsupported": lambda i: message(i, 1002, b"", rc=5),
 }
 
 
@@ -537,7 +549,7 @@ def test_pipelined_requests_are_answered_in_order(hnode):
         ("foreign", resolve("88.118.9/demo-1", rid()), 301),
         ("site", site_info_request(rid()), 1),
         ("found", resolve("88.118.8/DEMO-1", rid()), 1),
-        ("unsupported", message(rid(), 105, s("0.NA/88.118.8")), 5),
+        ("unsupported", message(rid(), 1002, b""), 5),
         ("missing", resolve("88.118.8/missing", rid()), 100),
         ("multi-type", resolve("88.118.8/demo-1", rid(), types=PADDING + ("URL",)), 1),
         ("big", resolve(BIG, rid()), 1),

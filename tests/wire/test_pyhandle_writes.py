@@ -8,9 +8,6 @@ Every call is pyhandle's own code path (the HTTP requests it sends are in handle
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 
 import pytest
 import requests
@@ -48,16 +45,10 @@ def _enterprise(prefix: str, secret: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def wnode(start_node, tmp_path_factory, idnode_env):
+def wnode(start_node, tmp_path_factory, load_lines):
     tmp = tmp_path_factory.mktemp("writes")
-    src = tmp / "enterprises.jsonl"
     lines = _enterprise("88.118.8", SECRET_8) + _enterprise("88.118.9", SECRET_9)
-    src.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    data = tmp / "data"
-    r = subprocess.run([sys.executable, "-m", "resolver", "load", "--data", str(data), str(src)],
-                       capture_output=True, text=True, env=idnode_env, timeout=60)  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    return start_node(data=data)
+    return start_node(data=load_lines(tmp / "data", lines))
 
 
 def _client(node, user: str, password: str) -> RESTHandleClient:

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import json
-import subprocess
-import sys
 
 import pytest
 import requests
@@ -46,7 +43,7 @@ def _self_signed(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tls_node(start_node, tmp_path_factory, idnode_env):
+def tls_node(start_node, tmp_path_factory, load_lines):
     tmp = tmp_path_factory.mktemp("tls")
     cert, key = _self_signed(tmp)
     lines = [
@@ -60,11 +57,7 @@ def tls_node(start_node, tmp_path_factory, idnode_env):
                 "handle": "0.NA/88.118.8", "index": 200, "permissions": "011111111111"}}},
             {"index": 300, "type": "HS_SECKEY", "data": SECRET, "permissions": "1100"}]},
     ]  # fmt: skip
-    src = tmp / "e.jsonl"
-    src.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    data = tmp / "data"
-    subprocess.run([sys.executable, "-m", "resolver", "load", "--data", str(data), str(src)],
-                   check=True, capture_output=True, env=idnode_env, timeout=60)  # fmt: skip
+    data = load_lines(tmp / "data", lines)
     node = start_node(data=data, config_text=f'[http]\ntls_cert = "{cert}"\ntls_key = "{key}"\n')
     node.cert = str(cert)
     return node

@@ -344,9 +344,62 @@ class ChallengeBody:
         return _s(self.nonce)
 
 
+def _whole(cls, data: bytes):
+    """``cls.from_reader`` over all of ``data``; trailing bytes or overruns are malformed."""
+    r = Reader(bytes(data))
+    try:
+        body = cls.from_reader(r)
+    except InvalidValue as exc:
+        raise HandleProtocolError(f"bad {cls.__name__}: {exc}") from None
+    if not r.at_end():
+        raise HandleProtocolError(f"trailing bytes after the {cls.__name__}")
+    return body
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CreateHandleResponse:
+    """RC 1 to OC_CREATE_HANDLE (HNv9 ``Encoder.encodeCreateHandleResponse``): the created
+    handle as a str — the minted one when the MINT flag was set — or nothing (``None``: an
+    empty body, as pre-HNv9 servers answer)."""
+
+    handle: bytes | None = None
+
+    @classmethod
+    def from_reader(cls, r: Reader) -> "CreateHandleResponse":
+        return cls(None if r.at_end() else r.blob())
+
+    @classmethod
+    def from_wire(cls, data: bytes) -> "CreateHandleResponse":
+        return _whole(cls, data)
+
+    def to_wire(self) -> bytes:
+        return b"" if self.handle is None else _s(self.handle)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ListHandlesResponse:
+    """RC 1 to OC_LIST_HANDLES and OC_LIST_HOMED_NAS (``encodeListHandlesResponse`` /
+    ``encodeListNAsResponse``): ``int4 n`` + n str handles.  A long list comes as several
+    such messages, every one but the last with the CN (continuous) op flag."""
+
+    handles: tuple[bytes, ...] = ()
+
+    @classmethod
+    def from_reader(cls, r: Reader) -> "ListHandlesResponse":
+        return cls(_read_strs(r))
+
+    @classmethod
+    def from_wire(cls, data: bytes) -> "ListHandlesResponse":
+        return _whole(cls, data)
+
+    def to_wire(self) -> bytes:
+        return _I32.pack(len(self.handles)) + b"".join(_s(h) for h in self.handles)
+
+
 Body = Union[ResolutionRequest, HandleBody, ValuesBody, RemoveValueRequest, ChallengeAnswer,
              VerifyRequest, Opaque, ResolutionResponse, SiteInfoResponse, ErrorResponse,
-             ReferralResponse, ChallengeBody]  # fmt: skip
+             ReferralResponse, ChallengeBody, CreateHandleResponse,
+             ListHandlesResponse]  # fmt: skip
 
 _EMPTY_BODY_REQUESTS = {C.OpCode.GET_SITE_INFO, C.OpCode.LIST_HOMED_NAS}
 REQUEST_BODIES: dict[int, type] = {
