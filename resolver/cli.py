@@ -153,15 +153,17 @@ def _admin_http(store, cfg):
     from registry.authz import Identity
     from registry.identities import Authenticator
     from registry.service import Registry
-    from registry.sessions import SessionTokens
+    from registry.sessions import HandleSessions, SessionTokens, key_tag
     from resolver.servers.http_admin import AdminHttp
 
     registry = Registry(store, server_admins=[Identity.parse(a) for a in cfg.server_admins],
                         case_sensitive=cfg.case_sensitive,
                         allow_anonymous_list=cfg.allow_anonymous_list)  # fmt: skip
-    return AdminHttp(registry, Authenticator(store, case_sensitive=cfg.case_sensitive),
-                     SessionTokens(store), case_sensitive=cfg.case_sensitive,
-                     auth_requires_tls=cfg.auth_requires_tls)  # fmt: skip
+    authenticator = Authenticator(store, case_sensitive=cfg.case_sensitive)
+    tokens = SessionTokens(store, keytag=key_tag(authenticator))  # a key rotation ends sessions
+    return AdminHttp(registry, authenticator, tokens, case_sensitive=cfg.case_sensitive,
+                     auth_requires_tls=cfg.auth_requires_tls,
+                     handle_sessions=HandleSessions(store, authenticator, tokens))  # fmt: skip
 
 
 def _operator_http(admin):

@@ -25,11 +25,13 @@ for the disk and must not stall the event loop.
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import logging
 import uuid
 from urllib.parse import parse_qsl
 
+import orjson
 from aiohttp import web
 
 from resolver.core.request import ResolveRequest
@@ -38,7 +40,7 @@ from resolver.errors import (
     AuthenticationNeeded, IdnodeError, InvalidIdentifier, MalformedRequest, Outcome,
 )  # fmt: skip
 from resolver.identifier import Identifier
-from resolver.protocols.handle.auth import parse_basic
+from resolver.protocols.handle.auth import parse_authorization_header, parse_basic
 from resolver.protocols.handle.codes import RC_FOR
 from resolver.protocols.http import codec
 from resolver.protocols.http.codes import STATUS_FOR
@@ -59,8 +61,11 @@ def _response(status: int, body: bytes, extra: dict | None = None) -> web.Respon
 
 def error_response(exc: IdnodeError, handle: str | None) -> web.Response:
     body = codec.error_body(RC_FOR[exc.outcome], handle, exc.message)
-    challenge = exc.outcome in (Outcome.AUTH_NEEDED, Outcome.AUTH_FAILED)
-    extra = {"WWW-Authenticate": _CHALLENGE} if challenge else None
+    extra = None
+    if isinstance(exc, _Challenge):
+        extra = {"WWW-Authenticate": exc.header}
+    elif exc.outcome in (Outcome.AUTH_NEEDED, Outcome.AUTH_FAILED):
+        extra = {"WWW-Authenticate": _CHALLENGE}
     return _response(STATUS_FOR[exc.outcome], body, extra)
 
 
@@ -103,10 +108,11 @@ def _flag(params: dict, name: str, default: bool) -> bool:
 
 class AdminHttp:
     def __init__(self, registry, authenticator, sessions, *, case_sensitive: bool = False,
-                 auth_requires_tls: bool = True) -> None:  # fmt: skip
+                 auth_requires_tls: bool = True, handle_sessions=None) -> None:  # fmt: skip
         self.registry = registry
         self.authenticator = authenticator
         self.sessions = sessions
+        self.handle_sessions = handle_sessions
         self.case_sensitive = case_sensitive
         self.auth_requires_tls = auth_requires_tls
 
@@ -127,12 +133,28 @@ class AdminHttp:
         if header is None:
             return self.sessions.check(token), None
         scheme, _, rest = header.strip().partition(" ")
+        if scheme.lower() == "handle" and self.handle_sessions is not None:
+            return self._handle_scheme(request, header), None
         if scheme.lower() != "basic":
             # never echo it: a client may have sent a bare key as the header
-            raise AuthenticationNeeded("Unsupported authorization scheme (use Basic)")
+            raise AuthenticationNeeded("Unsupported authorization scheme (use Basic or Handle)")
         user, password = parse_basic(header)
         identity = self.authenticator.secret(user, password, request.remote or "")
         return identity, self.sessions.issue(identity)
+
+    def _handle_scheme(self, request: web.BaseRequest, header: str):
+        """``Authorization: Handle`` (handle.md §7.3): a signature over the session's nonce
+        authenticates it; a bare ``sessionId`` names an authenticated session; anything else
+        gets a new challenge (401, ``WWW-Authenticate: Handle sessionId=.., nonce=..``)."""
+        params = parse_authorization_header(header)
+        sid = params.get("sessionId")
+        if sid and "signature" in params:
+            return self.handle_sessions.authenticate(sid, params, request.remote or "")
+        if sid:
+            identity = self.handle_sessions.identity_of(sid)
+            if identity is not None:
+                return identity
+        raise _Challenge(*self.handle_sessions.new())
 
     def _with_session(self, resp: web.Response, request: web.BaseRequest, token) -> web.Response:
         if token:
@@ -231,6 +253,45 @@ class AdminHttp:
         except IdnodeError as exc:
             return error_response(exc, handle)
 
+    async def session_endpoint(self, request: web.BaseRequest) -> web.Response:
+        """``POST /api/sessions`` → a new session (sessionId, nonce); ``/api/sessions/this``:
+        GET its state, PUT to authenticate it (``Authorization: Handle`` with a signature),
+        DELETE to end it (handle.md §7.1, §7.3)."""
+        if self.handle_sessions is None:
+            return error_response(MalformedRequest("Unknown HTTP API endpoint"), None)
+        path = request.path.rstrip("/")
+        try:
+            if path == "/api/sessions" and request.method == "POST":
+                sid, nonce = self.handle_sessions.new()
+                body = orjson.dumps({"sessionId": sid,
+                                     "nonce": base64.b64encode(nonce).decode()})  # fmt: skip
+                return _response(201, body)
+            if path != "/api/sessions/this" or request.method not in ("GET", "PUT", "DELETE"):
+                return _response(405, codec.error_body(
+                    RC_FOR[Outcome.MALFORMED], None,
+                    f"Unknown HTTP API endpoint {request.method} {request.path}"))  # fmt: skip
+            header = request.headers.get("Authorization", "")
+            params = parse_authorization_header(header)
+            sid = params.get("sessionId")
+            opened = self.handle_sessions.open(sid) if sid else None
+            if opened is None:
+                raise _Challenge(*self.handle_sessions.new())
+            if request.method == "DELETE":
+                self.handle_sessions.delete(sid)
+                return web.Response(status=204)
+            if request.method == "PUT" or "signature" in params:
+                self.identity(request)  # the TLS rule, then the signature
+            identity = self.handle_sessions.identity_of(sid)
+            state = {"sessionId": sid, "nonce": base64.b64encode(opened[0]).decode(),
+                     "authenticated": identity is not None}  # fmt: skip
+            if identity is not None:
+                state["id"] = str(identity)
+            return _response(200, orjson.dumps(state))
+        except _TlsRequired as exc:
+            return _response(403, codec.error_body(RC_FOR[Outcome.AUTH_NEEDED], None, exc.message))
+        except IdnodeError as exc:
+            return error_response(exc, None)
+
     async def changes(self, request: web.BaseRequest) -> web.Response:
         """``GET /api/v1/changes?after=N&limit=M`` for server admins (issue 4 §5)."""
         try:
@@ -257,6 +318,16 @@ class AdminHttp:
             return _response(403, codec.error_body(RC_FOR[Outcome.AUTH_NEEDED], None, exc.message))
         except IdnodeError as exc:
             return error_response(exc, None)
+
+
+class _Challenge(IdnodeError):
+    """Authentication needed"""
+
+    outcome = Outcome.AUTH_NEEDED
+
+    def __init__(self, session_id: str, nonce: bytes) -> None:
+        super().__init__("Authentication needed")
+        self.header = f'Handle sessionId="{session_id}", nonce="{base64.b64encode(nonce).decode()}"'
 
 
 class _TlsRequired(IdnodeError):

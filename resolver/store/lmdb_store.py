@@ -152,6 +152,17 @@ class LmdbStore:
                 txn.put(name, found)
         return found
 
+    def meta_put(self, name: bytes, value: bytes | None) -> None:
+        """Set (or, with None, delete) a ``meta`` entry in its own durable transaction."""
+        try:
+            with self.env.begin(write=True, db=self.meta_db) as txn:
+                if value is None:
+                    txn.delete(name)
+                else:
+                    txn.put(name, value)
+        except lmdb.MapFullError:
+            raise StoreFull(f"store at {self.path} is full; raise map_size") from None
+
     def stat(self) -> dict:
         with self.env.begin() as txn:
             return {

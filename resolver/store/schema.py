@@ -32,7 +32,9 @@ PREFIXES = b"prefixes"
 #: workers' record caches (native.RecordCache) forget changed keys by reading this log, and
 #: replication, upstream sync and the audit trail read it.
 CHANGES = b"changes"
-#: ``meta``: key = ASCII name; value = ASCII or raw bytes (format_version, created, node_id).
+#: ``meta``: key = ASCII name; value = ASCII or raw bytes (format_version, created, node_id,
+#: session_key; ``handle_session:<16-byte id hash>`` = "expiry:identity" of an authenticated
+#: REST session, registry.sessions).
 META = b"meta"
 #: ``disabled``: key = normalised prefix without ``0.NA/``, as in ``prefixes`` # KEY_FORMAT;
 #: value = the stored record of the prefix handle of a prefix the operator disabled.

@@ -376,9 +376,17 @@ def test_a_bare_key_as_authorization_is_not_echoed(auth_api):
     assert key[:8] not in r.body.decode()
 
 
-def _token(key: bytes, expiry: int, identity: str) -> str:
+def _key_tag(*secrets_: bytes) -> str:
+    """registry.sessions.key_tag of an identity holding these HS_SECKEY values."""
+    h = hashlib.sha256()
+    for data in secrets_:
+        h.update(len(data).to_bytes(4, "big") + data)
+    return h.hexdigest()[:16]
+
+
+def _token(key: bytes, expiry: int, identity: str, tag: str = "") -> str:
     """A session token as registry.sessions lays it out, signed with ``key``."""
-    payload = f"{expiry}:{identity}".encode()
+    payload = f"{expiry}:{tag}:{identity}".encode()
     sig = hmac.new(key, payload, hashlib.sha256).digest()[:24]
     enc = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731
     return f"{enc(payload)}.{enc(sig)}"
@@ -414,9 +422,9 @@ def _forged(api, kind: str) -> str:
         return base64.urlsafe_b64encode(forged).rstrip(b"=").decode() + "." + sig
     if kind == "extended":  # A9's signature, its expiry pushed a year out
         raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-        exp, _, who = raw.decode().partition(":")
+        exp, tag, who = raw.decode().split(":", 2)
         assert who == A9
-        new = f"{int(exp) + 365 * 86400}:{who}".encode()
+        new = f"{int(exp) + 365 * 86400}:{tag}:{who}".encode()
         return base64.urlsafe_b64encode(new).rstrip(b"=").decode() + "." + sig
     if kind == "signature-flipped":
         return payload + "." + ("A" if sig[0] != "A" else "B") + sig[1:]
@@ -435,7 +443,7 @@ def test_forged_session_cookie_is_no_identity(auth_api, kind):
 
 def test_a_well_signed_session_cookie_is_an_identity(auth_api):
     """Control for the forgeries: the node's key, an unexpired payload → accepted."""
-    token = _token(_node_key(auth_api), int(time.time()) + 600, A8)
+    token = _token(_node_key(auth_api), int(time.time()) + 600, A8, _key_tag(SECRET_8.encode()))
     r = auth_api.call("PUT", "88.118.8/by-cookie-ok?overwrite=false", body=EVIL,
                       headers={"Cookie": f"idnode_session={token}"})  # fmt: skip
     assert (r.status, r.rc) == (201, 1)
