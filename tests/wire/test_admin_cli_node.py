@@ -9,12 +9,12 @@ change once, with the identity that made it.
 
 from __future__ import annotations
 
-import base64
 import re
 import subprocess
 import sys
 
 import pytest
+from enterprises import enterprise
 import requests
 
 from resolver.protocols.handle import auth as A
@@ -22,12 +22,6 @@ from resolver.protocols.handle import auth as A
 pytestmark = pytest.mark.wire
 
 SECRET = "cli secret 8"
-ALL = "011111111111"
-
-
-def _admin_value() -> dict:
-    return {"index": 100, "type": "HS_ADMIN", "data": {"format": "admin", "value": {
-        "handle": "0.NA/88.118.8", "index": 200, "permissions": ALL}}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -36,17 +30,7 @@ def cli_node(start_node, tmp_path_factory, load_lines):
     key = A.generate_rsa_key(2048)
     (tmp / "key.pem").write_bytes(A.private_key_pem(key))
     (tmp / "secret").write_text(SECRET)
-    pub = base64.b64encode(A.rsa_public_key_bytes(key.public_key())).decode()
-    lines = [
-        {"handle": "0.NA/88.118.8", "values": [_admin_value(), {
-            "index": 200, "type": "HS_VLIST", "data": {"format": "vlist", "value": [
-                {"handle": "88.118.8/ADMIN", "index": 300},
-                {"handle": "88.118.8/KEYS", "index": 300}]}}]},
-        {"handle": "88.118.8/ADMIN", "values": [_admin_value(), {
-            "index": 300, "type": "HS_SECKEY", "data": SECRET, "permissions": "1100"}]},
-        {"handle": "88.118.8/KEYS", "values": [_admin_value(), {
-            "index": 300, "type": "HS_PUBKEY", "data": {"format": "base64", "value": pub}}]},
-    ]  # fmt: skip
+    lines = enterprise("88.118.8", SECRET, A.rsa_public_key_bytes(key.public_key()))
     data = load_lines(tmp / "data", lines)
     node = start_node(data=data,
                       config_text='[node]\nserver_admins = ["300:88.118.8/ADMIN"]\n')  # fmt: skip

@@ -11,6 +11,7 @@ import base64
 import secrets
 
 import pytest
+from enterprises import enterprise
 import requests
 
 from registry.identities import Authenticator
@@ -22,28 +23,12 @@ from resolver.store.lmdb_store import LmdbStore
 pytestmark = pytest.mark.wire
 
 SECRET = "handle-scheme secret"
-ALL = "011111111111"
-
-
-def _admin_value() -> dict:
-    return {"index": 100, "type": "HS_ADMIN", "data": {"format": "admin", "value": {
-        "handle": "0.NA/88.118.8", "index": 200, "permissions": ALL}}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def hnode(start_node, tmp_path_factory, load_lines):
     key = A.generate_rsa_key(2048)
-    pub = base64.b64encode(A.rsa_public_key_bytes(key.public_key())).decode()
-    lines = [
-        {"handle": "0.NA/88.118.8", "values": [_admin_value(), {
-            "index": 200, "type": "HS_VLIST", "data": {"format": "vlist", "value": [
-                {"handle": "88.118.8/ADMIN", "index": 300},
-                {"handle": "88.118.8/KEYS", "index": 300}]}}]},
-        {"handle": "88.118.8/ADMIN", "values": [_admin_value(), {
-            "index": 300, "type": "HS_SECKEY", "data": SECRET, "permissions": "1100"}]},
-        {"handle": "88.118.8/KEYS", "values": [_admin_value(), {
-            "index": 300, "type": "HS_PUBKEY", "data": {"format": "base64", "value": pub}}]},
-    ]  # fmt: skip
+    lines = enterprise("88.118.8", SECRET, A.rsa_public_key_bytes(key.public_key()))
     node = start_node(workers=2, data=load_lines(tmp_path_factory.mktemp("hs") / "data", lines))
     node.key = key
     return node
@@ -150,13 +135,7 @@ def test_rotating_the_key_ends_cookie_and_handle_sessions(start_node, tmp_path_f
     import subprocess
     import sys
 
-    lines = [
-        {"handle": "0.NA/88.118.8", "values": [_admin_value(), {
-            "index": 200, "type": "HS_VLIST", "data": {"format": "vlist", "value": [
-                {"handle": "88.118.8/ADMIN", "index": 300}]}}]},
-        {"handle": "88.118.8/ADMIN", "values": [_admin_value(), {
-            "index": 300, "type": "HS_SECKEY", "data": SECRET, "permissions": "1100"}]},
-    ]  # fmt: skip
+    lines = enterprise("88.118.8", SECRET)
     node = start_node(data=load_lines(tmp_path_factory.mktemp("rot") / "data", lines))
     cookie_client = requests.Session()
     r = cookie_client.put(f"{node.api_url}88.118.8/rot-1", json=[], timeout=10,
