@@ -16,13 +16,17 @@ tools pass ``OPERATOR``, which acts as a server admin and is logged with an empt
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from typing import Callable, Iterable
 
+import orjson
+
 from registry.authz import Authorizer, Identity, Op
 from resolver.errors import (
-    AlreadyExists, AuthenticationNeeded, Forbidden, HandleNotFound, InvalidIdentifier,
-    InvalidValue, NoSuchValue, NotResponsible, ValueExists,
+    AlreadyExists, AuthenticationNeeded, Forbidden, HandleNotFound, IdnodeError,
+    InvalidIdentifier, InvalidValue, MalformedRequest, NoSuchValue, NotResponsible, Outcome,
+    ValueExists,
 )  # fmt: skip
 from resolver.identifier import Identifier, ancestry
 from resolver.protocols.handle.constants import OpCode
@@ -30,6 +34,11 @@ from resolver.record import Record, pack, unpack
 from resolver.store import Change, LoggedChange
 from resolver.store.lmdb_store import LmdbStore
 from resolver.values import AdminRecord, HandleValue, decode_vlist
+
+#: Items per batch: the IDIS secondary-node batch calls take at most 2000 (idis.md §0, §1.5).
+MAX_BATCH = 2000
+BATCH_OPS = ("create", "update", "delete")
+_IDEM_PREFIX = b"idempotency:"
 
 #: Value types whose data has a structure the authorization depends on (handle.md §2.3).
 _STRUCTURED = {"HS_ADMIN": AdminRecord.from_bytes, "HS_VLIST": decode_vlist}
@@ -42,6 +51,32 @@ class _Operator:
 
 
 OPERATOR = _Operator()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One item of a batch: ``create`` (fails if it exists), ``update`` (replaces the whole
+    record of an existing identifier) or ``delete``.  ``error``: the item could not even be
+    parsed (its result is that error; nothing else of the batch depends on it)."""
+
+    op: str
+    handle: str
+    values: tuple[HandleValue, ...] = ()
+    error: IdnodeError | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ItemResult:
+    handle: str
+    outcome: Outcome
+    message: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BatchResult:
+    results: tuple[ItemResult, ...]
+    txn_id: int  # last change-log id written (0: nothing changed)
+    replayed: bool = False  # the answer of an earlier request with the same idempotency key
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -130,37 +165,41 @@ class Registry:
 
         def plan(view):
             nonlocal created
-            self._held(view, ident)
-            authz = self._authorizer(view)
-            old_blob = _get(view, ident)
-            if old_blob is None:
-                created = True
-                op = Op.ADD_DERIVED_PREFIX if ident.is_prefix_handle else Op.CREATE_HANDLE
-                self._check(authz, identity, op, ident.text)
-                return [_change(ident, pack(new), OpCode.CREATE_HANDLE)]
-            if not overwrite:
-                raise AlreadyExists("Handle already exists")
-            old = unpack(bytes(old_blob))
-            # create with overwrite (reference rule in registry.authz: the handle's own admins)
-            self._check(authz, identity, Op.CREATE_HANDLE, ident.text, record=old,
-                        touched=tuple(new))  # fmt: skip
-            return [_change(ident, pack(new), OpCode.CREATE_HANDLE)]
+            changes, created = self._plan_create(view, identity, ident, new, overwrite)
+            return changes
 
         txn = self.store.update(plan, _who(identity))
         return WriteResult(ident.text, created, txn)
+
+    def _plan_create(self, view, identity, ident: Identifier, new: Record,
+                     overwrite: bool) -> tuple[list[Change], bool]:  # fmt: skip
+        self._held(view, ident)
+        authz = self._authorizer(view)
+        old_blob = _get(view, ident)
+        if old_blob is None:
+            op = Op.ADD_DERIVED_PREFIX if ident.is_prefix_handle else Op.CREATE_HANDLE
+            self._check(authz, identity, op, ident.text)
+            return [_change(ident, pack(new), OpCode.CREATE_HANDLE)], True
+        if not overwrite:
+            raise AlreadyExists("Handle already exists")
+        old = unpack(bytes(old_blob))
+        # create with overwrite (reference rule in registry.authz: the handle's own admins)
+        self._check(authz, identity, Op.CREATE_HANDLE, ident.text, record=old,
+                    touched=tuple(new))  # fmt: skip
+        return [_change(ident, pack(new), OpCode.CREATE_HANDLE)], False
 
     def delete_handle(self, identity: Identity | None, handle: str) -> WriteResult:
         """OC_DELETE_HANDLE / REST DELETE: needs DELETE_HANDLE (a prefix handle:
         DELETE_DERIVED_PREFIX on its parent, or a server admin)."""
         ident = self.parse(handle)
-
-        def plan(view):
-            old = self._existing(view, ident)
-            op = Op.DELETE_DERIVED_PREFIX if ident.is_prefix_handle else Op.DELETE_HANDLE
-            self._check(self._authorizer(view), identity, op, ident.text, record=old)
-            return [_change(ident, None, OpCode.DELETE_HANDLE)]
-
+        plan = lambda view: self._plan_delete(view, identity, ident)  # noqa: E731
         return WriteResult(ident.text, False, self.store.update(plan, _who(identity)))
+
+    def _plan_delete(self, view, identity, ident: Identifier) -> list[Change]:
+        old = self._existing(view, ident)
+        op = Op.DELETE_DERIVED_PREFIX if ident.is_prefix_handle else Op.DELETE_HANDLE
+        self._check(self._authorizer(view), identity, op, ident.text, record=old)
+        return [_change(ident, None, OpCode.DELETE_HANDLE)]
 
     def put_values(self, identity: Identity | None, handle: str, values: Iterable[HandleValue],
                    *, overwrite: bool = True) -> WriteResult:  # fmt: skip
@@ -227,6 +266,78 @@ class Registry:
             except Forbidden:  # no read right: the public view, as an anonymous reader
                 return Record(v for v in record if v.public_read)
             return record
+
+    def apply_batch(self, identity: Identity | None, items: list[BatchItem], *,
+                    idempotency_key: str | None = None, fingerprint: bytes = b""
+                    ) -> BatchResult:  # fmt: skip
+        """Up to ``MAX_BATCH`` items in ONE write transaction, each authorized and answered on
+        its own (a refused item changes nothing and does not stop the others); the same
+        identifier twice in one batch is refused for the later item.
+
+        ``idempotency_key`` (with ``fingerprint``, a digest of the request): the first request
+        stores its results in the same transaction as its changes; a retry with the same key
+        and fingerprint gets those results back and changes nothing (a client that timed out
+        may retry safely — IDIS integrators retry 504s); the same key with another request is
+        ``MalformedRequest``.  Keys are per identity."""
+        if identity is None:
+            raise AuthenticationNeeded("Authentication needed")
+        if len(items) > MAX_BATCH:
+            raise MalformedRequest(f"at most {MAX_BATCH} items per batch")
+        idem = None
+        if idempotency_key is not None:
+            idem = _IDEM_PREFIX + hashlib.sha256(
+                f"{_who(identity)}\0{idempotency_key}".encode("utf-8")).digest()[:20]
+        results: list[ItemResult] = []
+        replayed = False
+
+        def plan(view):
+            nonlocal replayed
+            if idem is not None:
+                stored = view.get_meta(idem)
+                if stored is not None:
+                    if stored[:32] != hashlib.sha256(fingerprint).digest():
+                        raise MalformedRequest("Idempotency-Key already used for another request")
+                    replayed = True
+                    results.extend(ItemResult(h, Outcome(o), m)
+                                   for h, o, m in orjson.loads(stored[32:]))  # fmt: skip
+                    return []
+            changes: list[Change] = []
+            seen: set[bytes] = set()
+            for item in items:
+                try:
+                    changes += self._plan_item(view, identity, item, seen)
+                    results.append(ItemResult(item.handle, Outcome.OK))
+                except IdnodeError as exc:
+                    results.append(ItemResult(item.handle, exc.outcome, exc.message))
+            if idem is not None:
+                record = orjson.dumps([(r.handle, r.outcome.value, r.message) for r in results])
+                view.put_meta(idem, hashlib.sha256(fingerprint).digest() + record)
+            return changes
+
+        txn = self.store.update(plan, _who(identity))
+        return BatchResult(tuple(results), txn, replayed)
+
+    @staticmethod
+    def batch_item(op: str, handle: str, values, error=None) -> BatchItem:
+        """A ``BatchItem`` (front-ends build items through this, not importing the class)."""
+        return BatchItem(op, handle, tuple(values), error)
+
+    def _plan_item(self, view, identity, item: BatchItem, seen: set[bytes]) -> list[Change]:
+        if item.error is not None:
+            raise item.error
+        ident = self.parse(item.handle)
+        if ident.key in seen:
+            raise MalformedRequest("the same identifier twice in one batch")
+        seen.add(ident.key)
+        if item.op == "delete":
+            return self._plan_delete(view, identity, ident)
+        if item.op not in BATCH_OPS:
+            raise MalformedRequest(f"unknown batch op {item.op[:20]!r}")
+        new = Record(self._stamp(item.values)).validate()
+        if item.op == "update":
+            self._existing(view, ident)  # update needs the identifier to exist
+        changes, _ = self._plan_create(view, identity, ident, new, item.op == "update")
+        return changes
 
     def changes(self, identity: Identity | None, after: int = 0,
                 limit: int = 1000) -> list[LoggedChange]:  # fmt: skip

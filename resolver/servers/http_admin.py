@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import ipaddress
 import logging
 import uuid
@@ -287,6 +288,40 @@ class AdminHttp:
             if identity is not None:
                 state["id"] = str(identity)
             return _response(200, orjson.dumps(state))
+        except _TlsRequired as exc:
+            return _response(403, codec.error_body(RC_FOR[Outcome.AUTH_NEEDED], None, exc.message))
+        except IdnodeError as exc:
+            return error_response(exc, None)
+
+    async def batches(self, request: web.BaseRequest) -> web.Response:
+        """``POST /api/v1/batches``: ``{"items": [{"op": "create"|"update"|"delete",
+        "handle": H, "values": [...]}, ...]}`` (≤ 2000), one transaction, a result per item:
+        ``{"responseCode":1,"txnId":N,"results":[{"handle":H,"responseCode":rc[,"message":M]}]}``.
+        ``Idempotency-Key``: a retry answers the first request's results (``Idempotent-Replay:
+        true``) and changes nothing."""
+        if request.method != "POST":
+            return _response(405, codec.error_body(
+                RC_FOR[Outcome.MALFORMED], None,
+                f"Unknown HTTP API endpoint {request.method} {request.path}"))  # fmt: skip
+        try:
+            identity, token = self.identity(request)
+            if identity is None:
+                raise AuthenticationNeeded("Authentication needed")
+            ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if ctype != "application/json":
+                raise MalformedRequest("Unsupported media type: use application/json")
+            body = await read_body(request, MAX_BODY * 4)
+            items = codec.parse_batch_body(body, self.registry.batch_item)
+            key = request.headers.get("Idempotency-Key")
+            if key is not None and not 0 < len(key) <= 255:
+                raise MalformedRequest("Idempotency-Key must be 1 to 255 characters")
+            res = await self._run(self.registry.apply_batch, identity, items,
+                                  idempotency_key=key,
+                                  fingerprint=hashlib.sha256(body).digest())  # fmt: skip
+            out = codec.batch_body(res.txn_id, [(r.handle, RC_FOR[r.outcome], r.message)
+                                                for r in res.results])  # fmt: skip
+            resp = _response(200, out, {"Idempotent-Replay": "true"} if res.replayed else None)
+            return self._with_session(resp, request, token)
         except _TlsRequired as exc:
             return _response(403, codec.error_body(RC_FOR[Outcome.AUTH_NEEDED], None, exc.message))
         except IdnodeError as exc:

@@ -33,6 +33,7 @@ log = logging.getLogger("idnode.http")
 API = "/api/handles"
 CHANGES = "/api/v1/changes"
 SESSIONS = "/api/sessions"
+BATCHES = "/api/v1/batches"
 _API_SLASH = len(API) + 1
 # Pre-built multidicts: aiohttp copies the headers of every Response, and copying a CIMultiDict
 # is ~0.5 µs cheaper than building one from a dict.
@@ -311,6 +312,8 @@ class HttpFrontEnd:
                     return await self.api.listing(request)
             if path.startswith(CHANGES) and path[len(CHANGES) : len(CHANGES) + 1] in ("", "?"):
                 return await self.api.changes(request)
+            if path.rstrip("/") == BATCHES and self.api.admin is not None:
+                return await self.api.admin.batches(request)
             if path.startswith(SESSIONS) and self.api.admin is not None:
                 return await self.api.admin.session_endpoint(request)
             if self.operator is not None and path.startswith("/api/v1/"):

@@ -306,6 +306,14 @@ class _View:
                   ) -> tuple[int, list[bytes]]:  # fmt: skip
         return _list_keys(self.txn, self._store.records_db, prefix, offset, limit)
 
+    def get_meta(self, name: bytes) -> bytes | None:
+        return self.txn.get(name, db=self._store.meta_db)
+
+    def put_meta(self, name: bytes, value: bytes) -> None:
+        """Write a ``meta`` entry in this (write) transaction: it commits with the plan's
+        changes or not at all (idempotency records of batches)."""
+        self.txn.put(name, value, db=self._store.meta_db)
+
 
 class _Log:
     """Appends change-log entries (schema.CHANGES) inside one write transaction."""

@@ -15,7 +15,8 @@ from registry.service import OPERATOR, Registry
 from registry.sessions import SessionTokens
 from resolver.errors import (
     AlreadyExists, AuthenticationFailed, AuthenticationNeeded, Forbidden, HandleNotFound,
-    InvalidIdentifier, NoSuchValue, NotResponsible, TooManyAttempts, ValueExists,
+    InvalidIdentifier, MalformedRequest, NoSuchValue, NotResponsible, StoreFull, TooManyAttempts,
+    ValueExists,
 )  # fmt: skip
 from resolver.identifier import Identifier
 from resolver.protocols.handle.constants import OpCode
@@ -302,3 +303,48 @@ def test_session_tokens(store):
     assert tokens.check(t + "x") is None and tokens.check("") is None and tokens.check("a.b.c") is None
     clock[0] = 1061.0
     assert tokens.check(t) is None
+
+
+# -- batches ------------------------------------------------------------------------------------
+
+
+def _batch(n: int, tag: str, size: int = 10) -> list:
+    return [Registry.batch_item("create", f"88.118.8/{tag}-{i}",
+                                [v(1, "URL", "x" * size), admin_value("0.NA/88.118.8", 200)])
+            for i in range(n)]  # fmt: skip
+
+
+def test_batch_results_per_item_and_one_transaction(reg, store):
+    before = store.last_txn_id()
+    res = reg.apply_batch(A8, _batch(3, "BT") + [Registry.batch_item("create", "88.118.9/X", [])])
+    assert [r.outcome.value for r in res.results] == ["ok", "ok", "ok", "forbidden"]
+    assert res.txn_id == before + 3 and not res.replayed
+    log = list(store.changes_since(before))
+    assert [c.identity for c in log] == ["300:88.118.8/ADMIN"] * 3
+
+
+def test_batch_idempotency_is_committed_with_the_changes(tmp_path):
+    s = LmdbStore(tmp_path / "small", map_size=1 << 20)  # too small for the first attempt
+    try:
+        s.write(_enterprise("88.118.8", b"secret-8"))
+        r = Registry(s, clock=lambda: T0)
+        big = _batch(400, "BIG", size=3000)
+        with pytest.raises(StoreFull):
+            r.apply_batch(A8, big, idempotency_key="k1", fingerprint=b"req-1")
+        assert r.read(A8, "88.118.8/BIG-0") is None  # nothing of it, and no answer recorded
+        small = _batch(2, "SMALL")
+        first = r.apply_batch(A8, small, idempotency_key="k1", fingerprint=b"req-2")
+        assert not first.replayed and {x.outcome.value for x in first.results} == {"ok"}
+        again = r.apply_batch(A8, small, idempotency_key="k1", fingerprint=b"req-2")
+        assert again.replayed and again.results == first.results and again.txn_id == 0
+        with pytest.raises(MalformedRequest):
+            r.apply_batch(A8, small, idempotency_key="k1", fingerprint=b"other")
+    finally:
+        s.close()
+
+
+def test_batch_limits(reg):
+    with pytest.raises(AuthenticationNeeded):
+        reg.apply_batch(None, _batch(1, "N"))
+    with pytest.raises(MalformedRequest):
+        reg.apply_batch(A8, _batch(2001, "M"))

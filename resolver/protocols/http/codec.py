@@ -57,6 +57,44 @@ def parse_values_body(body: bytes, same_handle=None) -> list[HandleValue]:
     return [value_from_json(v) for v in obj]
 
 
+def parse_batch_body(body: bytes, make_item) -> list:
+    """A batch request: ``{"items": [...]}`` or a bare array of ``{"op","handle","values"}``.
+    ``make_item(op, handle, values, error)`` builds each item; an item whose values do not
+    parse is made with its error (the batch goes on without it).  The body as a whole must be
+    JSON with items, else ``MalformedRequest``."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"Request body is not JSON: {exc}") from None
+    if isinstance(obj, dict):
+        obj = obj.get("items")
+    if not isinstance(obj, list):
+        raise MalformedRequest('expected {"items": [...]}')
+    items = []
+    for raw in obj:
+        if not isinstance(raw, dict) or not isinstance(raw.get("handle"), str):
+            items.append(make_item("", "", (), MalformedRequest('an item needs "op" and "handle"')))
+            continue
+        op, handle, error, values = str(raw.get("op", "")), raw["handle"], None, ()
+        try:
+            values = tuple(value_from_json(v) for v in raw.get("values") or ())
+        except InvalidValue as exc:
+            error = exc
+        items.append(make_item(op, handle, values, error))
+    return items
+
+
+def batch_body(txn_id: int, results) -> bytes:
+    """``{"responseCode":1,"txnId":N,"results":[{"handle","responseCode"[,"message"]}]}``."""
+    out = []
+    for handle, rc, message in results:
+        item: dict = {"handle": handle, "responseCode": int(rc)}
+        if message:
+            item["message"] = message
+        out.append(item)
+    return orjson.dumps({"responseCode": 1, "txnId": txn_id, "results": out})
+
+
 def error_body(rc: int, handle: str | None = None, message: str = "", *,
                empty_values: bool = False) -> bytes:  # fmt: skip
     obj: dict = {"responseCode": int(rc)}
