@@ -112,9 +112,9 @@ class Server:
             self._log.flush()
         return self.log_path.read_text(errors="replace")[-4000:]
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU of every process in the server's session (supervisor, workers)."""
-        total = 0
+    def _session_stats(self):
+        """(pid, /proc/<pid>/stat fields after the command name) of every process in the
+        server's session (supervisor, workers): state, ppid, pgrp, session, …"""
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
                 continue
@@ -123,36 +123,21 @@ class Server:
                     fields = fh.read().rsplit(b")", 1)[1].split()
             except OSError:
                 continue
-            # After the command name: state, ppid, pgrp, session, …, utime (12th), stime (13th).
             if int(fields[3]) == self.proc.pid:
-                total += int(fields[11]) + int(fields[12])
-        return total / TICKS
+                yield int(entry.name), fields
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of every process in the server's session (supervisor, workers)."""
+        # utime, stime: the 12th and 13th fields after the command name
+        return sum(int(f[11]) + int(f[12]) for _, f in self._session_stats()) / TICKS
 
     def major_faults(self) -> int:
         """Page faults that waited for the disk, summed over the server's processes."""
-        total = 0
-        for pid in self.pids():
-            try:
-                with open(f"/proc/{pid}/stat", "rb") as fh:
-                    total += int(fh.read().rsplit(b")", 1)[1].split()[9])  # majflt
-            except OSError:
-                continue
-        return total
+        return sum(int(f[9]) for _, f in self._session_stats())  # majflt
 
     def pids(self) -> list[int]:
         """Every process of the server's session (supervisor, workers)."""
-        out = []
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                    fields = fh.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == self.proc.pid:
-                out.append(int(entry.name))
-        return out
+        return [pid for pid, _ in self._session_stats()]
 
     def pin_threads(self, cpu: int | None) -> int:
         """Move every thread of the server onto core ``cpu``; → threads moved.
