@@ -39,6 +39,8 @@ class Outcome(enum.Enum):
     AUTH_NEEDED = "auth_needed"
     #: Authentication was attempted and failed.
     AUTH_FAILED = "auth_failed"
+    #: Credentials were sent over plain HTTP from a remote client: refused unread (§7.3).
+    TLS_REQUIRED = "tls_required"
     #: The identity is authenticated but lacks the permission.
     FORBIDDEN = "forbidden"
     #: An upstream node did not answer in time.
@@ -138,6 +140,12 @@ class AuthenticationFailed(IdnodeError):
     """Authentication failed"""
 
     outcome = Outcome.AUTH_FAILED
+
+
+class TlsRequired(IdnodeError):
+    """Authentication requires HTTPS"""
+
+    outcome = Outcome.TLS_REQUIRED
 
 
 class Forbidden(IdnodeError):

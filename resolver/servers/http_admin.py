@@ -38,7 +38,7 @@ from aiohttp import web
 from resolver.core.request import ResolveRequest
 from resolver.core.select import select
 from resolver.errors import (
-    AuthenticationNeeded, IdnodeError, InvalidIdentifier, MalformedRequest, Outcome,
+    AuthenticationNeeded, IdnodeError, InvalidIdentifier, MalformedRequest, Outcome, TlsRequired,
 )  # fmt: skip
 from resolver.identifier import Identifier
 from resolver.protocols.handle.auth import parse_authorization_header, parse_basic
@@ -58,6 +58,13 @@ def _response(status: int, body: bytes, extra: dict | None = None) -> web.Respon
     if extra:
         headers.update(extra)
     return web.Response(body=body, status=status, headers=headers)
+
+
+def not_allowed(request: web.BaseRequest, allow: str) -> web.Response:
+    """405 with the Handle.net message and ``Allow``."""
+    body = codec.error_body(RC_FOR[Outcome.MALFORMED], None,
+                            f"Unknown HTTP API endpoint {request.method} {request.path}")
+    return _response(405, body, {"Allow": allow})
 
 
 def error_response(exc: IdnodeError, handle: str | None) -> web.Response:
@@ -119,7 +126,10 @@ class AdminHttp:
 
     # -- authentication --------------------------------------------------------------------
     def has_credentials(self, request: web.BaseRequest) -> bool:
-        return "Authorization" in request.headers or self.sessions.COOKIE in request.cookies
+        # on every GET: parse cookies only when there is a Cookie header at all
+        headers = request.headers
+        return "Authorization" in headers or (
+            "Cookie" in headers and self.sessions.COOKIE in request.cookies)
 
     def identity(self, request: web.BaseRequest):
         """(identity or None, session token to set or None); raises on bad credentials."""
@@ -130,7 +140,7 @@ class AdminHttp:
         if self.auth_requires_tls and not request.secure and not _is_loopback(request.remote):
             # handle.md §7.3: Handle.net ignores credentials over plain HTTP, 401 becomes 403 —
             # session cookies included: they are credentials too
-            raise _TlsRequired("Authentication requires HTTPS")
+            raise TlsRequired("Authentication requires HTTPS")
         if header is None:
             return self.sessions.check(token), None
         scheme, _, rest = header.strip().partition(" ")
@@ -177,9 +187,6 @@ class AdminHttp:
             else:
                 resp = await self._delete(identity, handle, indexes)
             return self._with_session(resp, request, token)
-        except _TlsRequired as exc:
-            body = codec.error_body(RC_FOR[Outcome.AUTH_NEEDED], handle, exc.message)
-            return _response(403, body)
         except IdnodeError as exc:
             return error_response(exc, handle)
 
@@ -248,9 +255,6 @@ class AdminHttp:
                                         empty_values=result.outcome is Outcome.VALUES_NOT_FOUND)
             return self._with_session(_response(STATUS_FOR[result.outcome], body), request,
                                       token)  # fmt: skip
-        except _TlsRequired as exc:
-            body = codec.error_body(RC_FOR[Outcome.AUTH_NEEDED], handle, exc.message)
-            return _response(403, body)
         except IdnodeError as exc:
             return error_response(exc, handle)
 
@@ -268,9 +272,8 @@ class AdminHttp:
                                      "nonce": base64.b64encode(nonce).decode()})  # fmt: skip
                 return _response(201, body)
             if path != "/api/sessions/this" or request.method not in ("GET", "PUT", "DELETE"):
-                return _response(405, codec.error_body(
-                    RC_FOR[Outcome.MALFORMED], None,
-                    f"Unknown HTTP API endpoint {request.method} {request.path}"))  # fmt: skip
+                allow = "POST" if path == "/api/sessions" else "GET, PUT, DELETE"
+                return not_allowed(request, allow)
             header = request.headers.get("Authorization", "")
             params = parse_authorization_header(header)
             sid = params.get("sessionId")
@@ -288,8 +291,6 @@ class AdminHttp:
             if identity is not None:
                 state["id"] = str(identity)
             return _response(200, orjson.dumps(state))
-        except _TlsRequired as exc:
-            return _response(403, codec.error_body(RC_FOR[Outcome.AUTH_NEEDED], None, exc.message))
         except IdnodeError as exc:
             return error_response(exc, None)
 
@@ -300,9 +301,7 @@ class AdminHttp:
         ``Idempotency-Key``: a retry answers the first request's results (``Idempotent-Replay:
         true``) and changes nothing."""
         if request.method != "POST":
-            return _response(405, codec.error_body(
-                RC_FOR[Outcome.MALFORMED], None,
-                f"Unknown HTTP API endpoint {request.method} {request.path}"))  # fmt: skip
+            return not_allowed(request, "POST")
         try:
             identity, token = self.identity(request)
             if identity is None:
@@ -322,8 +321,6 @@ class AdminHttp:
                                                 for r in res.results])  # fmt: skip
             resp = _response(200, out, {"Idempotent-Replay": "true"} if res.replayed else None)
             return self._with_session(resp, request, token)
-        except _TlsRequired as exc:
-            return _response(403, codec.error_body(RC_FOR[Outcome.AUTH_NEEDED], None, exc.message))
         except IdnodeError as exc:
             return error_response(exc, None)
 
@@ -339,8 +336,6 @@ class AdminHttp:
                 raise MalformedRequest("after and limit must be integers") from None
             changes = self.registry.changes(identity, after, limit)
             return self._with_session(_response(200, codec.changes_body(changes)), request, token)
-        except _TlsRequired as exc:
-            return _response(403, codec.error_body(RC_FOR[Outcome.AUTH_NEEDED], None, exc.message))
         except IdnodeError as exc:
             return error_response(exc, None)
 
@@ -349,8 +344,6 @@ class AdminHttp:
         try:
             identity, _token = self.identity(request)
             return self.registry.list_handles(identity, prefix, offset=offset, limit=limit)
-        except _TlsRequired as exc:
-            return _response(403, codec.error_body(RC_FOR[Outcome.AUTH_NEEDED], None, exc.message))
         except IdnodeError as exc:
             return error_response(exc, None)
 
@@ -363,9 +356,3 @@ class _Challenge(IdnodeError):
     def __init__(self, session_id: str, nonce: bytes) -> None:
         super().__init__("Authentication needed")
         self.header = f'Handle sessionId="{session_id}", nonce="{base64.b64encode(nonce).decode()}"'
-
-
-class _TlsRequired(IdnodeError):
-    """Authentication requires HTTPS"""
-
-    outcome = Outcome.AUTH_NEEDED

@@ -43,7 +43,7 @@ from resolver.errors import (
 )  # fmt: skip
 from resolver.protocols.handle.codes import RC_FOR
 from resolver.protocols.http import codec
-from resolver.servers.http_admin import _TlsRequired, error_response
+from resolver.servers.http_admin import error_response, not_allowed
 
 PREFIXES = "/api/v1/prefixes"
 IDENTITIES = "/api/v1/identities"
@@ -66,8 +66,7 @@ def _endpoint_error(request: web.BaseRequest, status: int, extra: dict | None = 
     return web.Response(body=body, status=status, headers={**_HEADERS, **(extra or {})})
 
 
-def _not_allowed(request: web.BaseRequest, allow: str) -> web.Response:
-    return _endpoint_error(request, 405, {"Allow": allow})
+_not_allowed = not_allowed  # http_admin's 405
 
 
 def _under(path: str, base: str) -> str | None:
@@ -107,9 +106,6 @@ class OperatorHttp:
                 raise Forbidden(f"{identity} is not a server administrator")
             resp = await found(request, identity)
             return self.admin._with_session(resp, request, token)
-        except _TlsRequired as exc:  # http_admin's rule: 403 rc 402 over plain HTTP
-            body = codec.error_body(RC_FOR[Outcome.AUTH_NEEDED], None, exc.message)
-            return web.Response(body=body, status=403, headers=_HEADERS)
         except IdnodeError as exc:
             return error_response(exc, None)
 

@@ -30,6 +30,7 @@ EXTENSIONS = {
     Outcome.STORE_FULL: 507,  # LMDB map full: insufficient storage
     Outcome.NO_SUCH_VALUE: 400,  # rc 200 outside a resolution: the reference's 400 (§3.4, §7.1)
     Outcome.TOO_MANY_ATTEMPTS: 429,  # failed-login rate limit: Too Many Requests, not 503
+    Outcome.TLS_REQUIRED: 403,  # rc 402 whose 401 Handle.net turns into 403 over plain HTTP
 }
 
 #: Anchors straight from handle.md §3.4 / §7.

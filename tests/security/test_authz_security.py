@@ -25,6 +25,8 @@ from registry.authz import Identity
 from registry.identities import Authenticator, FailureLimiter
 from registry.service import OPERATOR
 from registry.sessions import SessionTokens
+from resolver.protocols.handle.codes import RC_FOR
+from resolver.protocols.http.codes import STATUS_FOR
 from resolver.errors import (
     AuthenticationFailed, AuthenticationNeeded, Forbidden, IdnodeError, InvalidIdentifier,
     InvalidValue, NotResponsible, Outcome, TooManyAttempts,
@@ -289,7 +291,9 @@ def test_credentials_over_plain_http_from_afar_are_refused(sec_store, registry, 
     async def run():
         with pytest.raises(IdnodeError) as info:
             admin_http.identity(_request(remote, headers=hdrs))
-        assert info.value.outcome is Outcome.AUTH_NEEDED
+        # its own outcome, answered as Handle.net does: rc 402 (needed), HTTP 403
+        assert info.value.outcome is Outcome.TLS_REQUIRED
+        assert (RC_FOR[Outcome.TLS_REQUIRED], STATUS_FOR[Outcome.TLS_REQUIRED]) == (402, 403)
         assert info.value.message == "Authentication requires HTTPS"
         return await admin_http.write(_request(remote, headers=hdrs, body=body),
                                       "88.118.8/tls", "overwrite=false")  # fmt: skip

@@ -87,6 +87,7 @@ RC_FOR: dict[Outcome, ResponseCode] = {
     Outcome.NO_SUCH_VALUE: ResponseCode.VALUES_NOT_FOUND,
     Outcome.AUTH_NEEDED: ResponseCode.AUTHENTICATION_NEEDED,
     Outcome.AUTH_FAILED: ResponseCode.AUTHENTICATION_FAILED,
+    Outcome.TLS_REQUIRED: ResponseCode.AUTHENTICATION_NEEDED,
     Outcome.FORBIDDEN: ResponseCode.INSUFFICIENT_PERMISSIONS,
     Outcome.UPSTREAM_UNAVAILABLE: ResponseCode.SERVER_NOT_RESP,
     Outcome.BUSY: ResponseCode.SERVER_TOO_BUSY,

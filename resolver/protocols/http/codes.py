@@ -23,6 +23,8 @@ STATUS_FOR: dict[Outcome, int] = {
     Outcome.NO_SUCH_VALUE: 400,  # handle.md §7.1: DELETE ?index= of a missing value → 400 rc 200
     Outcome.AUTH_NEEDED: 401,
     Outcome.AUTH_FAILED: 403,
+    # handle.md §7.3: over plain HTTP Handle.net ignores credentials and 401 becomes 403
+    Outcome.TLS_REQUIRED: 403,
     Outcome.FORBIDDEN: 403,
     Outcome.UPSTREAM_UNAVAILABLE: 504,
     Outcome.BUSY: 503,
