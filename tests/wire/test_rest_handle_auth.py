@@ -18,7 +18,10 @@ from registry.identities import Authenticator
 from registry.sessions import HandleSessions, SessionTokens
 from resolver.errors import AuthenticationFailed
 from resolver.protocols.handle import auth as A
+from resolver.record import Record, pack
+from resolver.store import Change
 from resolver.store.lmdb_store import LmdbStore
+from resolver.values import HandleValue
 
 pytestmark = pytest.mark.wire
 
@@ -115,16 +118,29 @@ def test_wrong_or_replayed_signatures_fail_and_write_nothing(hnode):
 
 
 def test_the_nonce_must_be_answered_within_the_window(tmp_path):
+    """The same correct signature is accepted inside the window and refused after it."""
     store = LmdbStore(tmp_path / "s", map_size=16 << 20)
     try:
+        secret = SECRET.encode()
+        record = Record([HandleValue(300, "HS_SECKEY", secret, permissions=0x0C)])
+        store.write([Change(b"88.118.8/ADMIN", pack(record))])
         clock = [1000.0]
-        hs = HandleSessions(store, Authenticator(store), SessionTokens(store), clock=lambda: clock[0])
+        hs = HandleSessions(store, Authenticator(store), SessionTokens(store),
+                            clock=lambda: clock[0])  # fmt: skip
+
+        def answer(sid, nonce):
+            return A.parse_authorization_header(_signed(sid, nonce))
+
+        late_sid, late_nonce = hs.new()
         sid, nonce = hs.new()
         assert hs.open(sid) == (nonce, 1000) and hs.identity_of(sid) is None
-        clock[0] += HandleSessions.AUTH_WINDOW + 1
-        with pytest.raises(AuthenticationFailed):  # no identity even exists: still refused
-            hs.authenticate(sid, {"id": "300:88.118.8/ADMIN", "cnonce": "AAAA", "signature": "AAAA"},
-                            "c")
+        clock[0] += HandleSessions.AUTH_WINDOW  # the last second of the window
+        assert str(hs.authenticate(sid, answer(sid, nonce), "c")) == "300:88.118.8/ADMIN"
+        assert str(hs.identity_of(sid)) == "300:88.118.8/ADMIN"
+        clock[0] += 1  # one second too late for a session made at the same time
+        with pytest.raises(AuthenticationFailed):
+            hs.authenticate(late_sid, answer(late_sid, late_nonce), "c")
+        assert hs.identity_of(late_sid) is None
         assert hs.open("garbage") is None and hs.open(sid + "x") is None
     finally:
         store.close()
