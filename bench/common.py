@@ -218,6 +218,14 @@ class MemoryLock:
             self._addr = None
 
 
+def stop_servers(servers: list[Server]) -> None:
+    """Stop every started server, newest first; say so when idnode did not exit cleanly."""
+    for s in reversed(servers):
+        code = s.stop()
+        if code not in (0, None) and s.name == "idnode":
+            print(f"warning: idnode exited with status {code}", file=sys.stderr)
+
+
 def idnode_argv() -> list[str]:
     exe = shutil.which("idnode", path=os.path.dirname(sys.executable))
     return [exe] if exe else [sys.executable, "-m", "resolver"]

@@ -47,7 +47,7 @@ from pathlib import Path
 
 from bench import data, knot
 from bench.common import (NOISY_CORES, MemoryLock, Server, children_cpu, core_ticks, idnode_argv,
-                          machine, machine_busy, pin, pins, versions)  # fmt: skip
+                          machine, machine_busy, pin, pins, stop_servers, versions)  # fmt: skip
 
 MIN_RATIO = 0.8
 MAX_HALF_P99_MS = 2.0
@@ -688,10 +688,7 @@ def run(scenario: str, argv: list[str] | None) -> int:
         print(f"bench handle-{scenario}: {exc}", file=sys.stderr)
         return 1
     finally:
-        for s in reversed(servers):
-            code = s.stop()
-            if code not in (0, None) and s.name == "idnode":
-                print(f"warning: idnode exited with status {code}", file=sys.stderr)
+        stop_servers(servers)
         for lock in locks:
             lock.close()
         shutil.rmtree(tmp, ignore_errors=True)

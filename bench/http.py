@@ -34,7 +34,7 @@ from pathlib import Path
 
 from bench import data
 from bench.common import (NOISY_CORES, Server, children_cpu, idnode_argv, machine, machine_busy,
-                          pin, versions)  # fmt: skip
+                          pin, stop_servers, versions)  # fmt: skip
 
 MIN_RATIO = 0.9
 MAX_P99_MS = 5.0
@@ -380,10 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench http: {exc}", file=sys.stderr)
         return 1
     finally:
-        for s in reversed(servers):
-            code = s.stop()
-            if code not in (0, None) and s.name == "idnode":
-                print(f"warning: idnode exited with status {code}", file=sys.stderr)
+        stop_servers(servers)
         shutil.rmtree(tmp, ignore_errors=True)
     ok = report(args, implementation, body_bytes, runs, pins[1] is not None)
     return 3 if args.strict and not ok else 0

@@ -17,6 +17,7 @@ import asyncio
 import struct
 from pathlib import Path
 
+import golden
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -52,21 +53,8 @@ FUZZ = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # -- seeds: valid messages to mutate --------------------------------------------------------------
-GOLDEN_REQUEST = bytes.fromhex(
-    "020102010000000001020304000000000000003d"
-    "000000010000000019000000ffff00006955b900000000210000001538382e3131382e382f534e2d323032362d"
-    "30303031000000000000000000000000"
-)
-GOLDEN_RESPONSE = bytes.fromhex(
-    "0201020b000000000102030400000000000000aa"
-    "000000010000000119000000ffff00006955b9000000008e0000001538382e3131382e382f534e2d323032362d"
-    "3030303100000002"
-    "000000016955b90000000151800e0000000355524c0000001b68747470733a2f2f6578616d706c652e636f6d2f"
-    "736e2f3030303100000000"
-    "000000646955b90000000151800e0000000848535f41444d494e0000001707ff0000000d302e4e412f38382e31"
-    "31382e38000000c800000000"
-    "00000000"
-)
+GOLDEN_REQUEST = golden.REQUEST
+GOLDEN_RESPONSE = golden.RESPONSE
 
 
 def _req(handle: bytes, indexes=(), types=(), flags=0x19000000, env_flags=0x020B, minor=11,

@@ -10,6 +10,7 @@ which request id, before TCP) is checked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import random
 
@@ -123,6 +124,17 @@ async def servers(udp_behave=None, tcp_behave=None):
     raise AssertionError("no port free for both UDP and TCP")
 
 
+@contextlib.asynccontextmanager
+async def scripted(udp_behave=None, tcp_behave=None):
+    """``servers`` for an ``async with``: (port, udp, tcp), closed on the way out."""
+    port, udp, tcp, closers = await servers(udp_behave, tcp_behave)
+    try:
+        yield port, udp, tcp
+    finally:
+        for close in closers:
+            close()
+
+
 def free_port() -> int:
     """A port number nobody listens on (UDP or TCP) right now."""
     import socket
@@ -200,13 +212,9 @@ def test_bad_arguments_are_refused():
 # -- UDP --------------------------------------------------------------------------------------
 def test_udp_reply_is_returned_with_its_values():
     async def main():
-        port, udp, _, closers = await servers(lambda s, d: [answer(d)])
-        try:
+        async with scripted(lambda s, d: [answer(d)]) as (port, udp, _):
             reply = await HandleClient(udp_retry=FAST).resolve(
                 HANDLE, types=["URL"], indexes=[1], server=("127.0.0.1", port), proto="udp")  # fmt: skip
-        finally:
-            for c in closers:
-                c()
         sent = Message.from_wire(udp.received[0])
         assert sent.body == ResolutionRequest(HANDLE, (1,), (b"URL",))
         assert reply.header.rc == 1 and reply.body.values == (URL,)
@@ -220,13 +228,9 @@ def test_udp_retries_with_the_same_request_until_answered():
         return [answer(d)] if len(s.received) == 3 else []
 
     async def main():
-        port, udp, _, closers = await servers(third_time)
-        try:
+        async with scripted(third_time) as (port, udp, _):
             client = HandleClient(udp_retry=(0.05, 0.05, 5.0))
             reply = await client.resolve(HANDLE, server=("127.0.0.1", port), proto="udp")
-        finally:
-            for c in closers:
-                c()
         assert len(udp.received) == 3
         assert udp.received[0] == udp.received[1] == udp.received[2]  # same id, same bytes
         assert reply.header.rc == 1
@@ -248,13 +252,9 @@ def test_udp_ignores_strays_and_takes_the_matching_reply():
         ]
 
     async def main():
-        port, _, _, closers = await servers(noisy)
-        try:
+        async with scripted(noisy) as (port, _, _):
             reply = await HandleClient(udp_retry=(5.0,)).resolve(
                 HANDLE, server=("127.0.0.1", port), proto="udp")  # fmt: skip
-        finally:
-            for c in closers:
-                c()
         assert reply.header.rc == 1 and reply.body.values[0].index == 7
 
     run(main())
@@ -272,13 +272,9 @@ def test_udp_multi_packet_reply_in_any_order_with_duplicates():
         return out
 
     async def main():
-        port, _, _, closers = await servers(chunks)
-        try:
+        async with scripted(chunks) as (port, _, _):
             reply = await HandleClient(udp_retry=(5.0,)).resolve(
                 HANDLE, server=("127.0.0.1", port), proto="udp")  # fmt: skip
-        finally:
-            for c in closers:
-                c()
         assert reply.body.values == big
 
     run(main())
@@ -286,13 +282,9 @@ def test_udp_multi_packet_reply_in_any_order_with_duplicates():
 
 def test_response_codes_other_than_1_are_returned_not_raised():
     async def main():
-        port, _, _, closers = await servers(lambda s, d: [answer(d, 100)])
-        try:
+        async with scripted(lambda s, d: [answer(d, 100)]) as (port, _, _):
             reply = await HandleClient(udp_retry=FAST).resolve(
                 HANDLE, server=("127.0.0.1", port), proto="udp")  # fmt: skip
-        finally:
-            for c in closers:
-                c()
         assert reply.header.rc == 100 and reply.body == ErrorResponse(b"scripted")
 
     run(main())
@@ -300,14 +292,10 @@ def test_response_codes_other_than_1_are_returned_not_raised():
 
 def test_udp_only_gives_up_after_the_schedule():
     async def main():
-        port, udp, _, closers = await servers(lambda s, d: [])
-        try:
+        async with scripted(lambda s, d: []) as (port, udp, _):
             with pytest.raises(UpstreamUnavailable) as info:
                 await HandleClient(udp_retry=FAST).resolve(
                     HANDLE, server=("127.0.0.1", port), proto="udp")  # fmt: skip
-        finally:
-            for c in closers:
-                c()
         assert info.value.outcome is Outcome.UPSTREAM_UNAVAILABLE
         assert len(udp.received) == len(FAST)
         assert len({Envelope.from_wire(d).request_id for d in udp.received}) == 1
@@ -324,13 +312,9 @@ def test_udp_digest_mismatch_is_ignored_like_a_stray():
         return [forged, answer(d)]
 
     async def main():
-        port, _, _, closers = await servers(forged_then_real)
-        try:
+        async with scripted(forged_then_real) as (port, _, _):
             reply = await HandleClient(udp_retry=(5.0,)).resolve(
                 HANDLE, server=("127.0.0.1", port), proto="udp", request_digest=True)  # fmt: skip
-        finally:
-            for c in closers:
-                c()
         assert reply.body.values == (URL,)
         assert reply.header.has(C.FLAG_REQUEST_DIGEST)
 
@@ -348,13 +332,9 @@ def test_large_request_over_udp_only_is_sent_in_packets():
         return [answer(env.to_wire()[:16] + len(payload).to_bytes(4, "big") + payload)]
 
     async def main():
-        port, udp, _, closers = await servers(reassemble)
-        try:
+        async with scripted(reassemble) as (port, udp, _):
             reply = await HandleClient(udp_retry=(5.0,)).resolve(
                 HANDLE, types=types, server=("127.0.0.1", port), proto="udp")  # fmt: skip
-        finally:
-            for c in closers:
-                c()
         assert len(udp.received) > 1
         assert all(len(d) <= C.UDP_PACKET and Envelope.from_wire(d).truncated for d in udp.received)
         assert reply.header.rc == 1
@@ -365,12 +345,8 @@ def test_large_request_over_udp_only_is_sent_in_packets():
 # -- TCP and fallback ---------------------------------------------------------------------------
 def test_silent_udp_falls_back_to_tcp_after_the_schedule():
     async def main():
-        port, udp, tcp, closers = await servers(lambda s, d: [], answer)
-        try:
+        async with scripted(lambda s, d: [], answer) as (port, udp, tcp):
             reply = await HandleClient(udp_retry=FAST).resolve(HANDLE, server=("127.0.0.1", port))
-        finally:
-            for c in closers:
-                c()
         assert len(udp.received) == len(FAST)
         assert len(tcp.frames) == 1 and tcp.frames[0] == udp.received[0]
         assert reply.header.rc == 1
@@ -382,13 +358,9 @@ def test_request_too_big_for_one_packet_goes_straight_to_tcp():
     types = [f"TYPE-{i:04d}" for i in range(60)]
 
     async def main():
-        port, udp, tcp, closers = await servers(lambda s, d: [answer(d)], answer)
-        try:
+        async with scripted(lambda s, d: [answer(d)], answer) as (port, udp, tcp):
             reply = await HandleClient(udp_retry=FAST).resolve(
                 HANDLE, types=types, server=("127.0.0.1", port))  # fmt: skip
-        finally:
-            for c in closers:
-                c()
         assert udp.received == [] and len(tcp.frames) == 1 and len(tcp.frames[0]) > C.UDP_PACKET
         assert Message.from_wire(tcp.frames[0]).body.types == tuple(t.encode() for t in types)
         assert reply.header.rc == 1
@@ -402,12 +374,8 @@ def test_tcp_skips_frames_of_other_requests():
         return answer(frame, 100, request_id=(rid % 0x7FFFFFFF) + 1) + answer(frame)
 
     async def main():
-        port, _, _, closers = await servers(None, other_first)
-        try:
+        async with scripted(None, other_first) as (port, _, _):
             reply = await HandleClient().resolve(HANDLE, server=("127.0.0.1", port), proto="tcp")
-        finally:
-            for c in closers:
-                c()
         assert reply.header.rc == 1 and reply.body.values == (URL,)
 
     run(main())
@@ -424,22 +392,14 @@ def test_tcp_digest_is_checked():
         return answer(other.wire)
 
     async def main():
-        port, _, _, closers = await servers(None, good)
-        try:
+        async with scripted(None, good) as (port, _, _):
             reply = await HandleClient().resolve(HANDLE, server=("127.0.0.1", port), proto="tcp",
                                                  request_digest=True)  # fmt: skip
-        finally:
-            for c in closers:
-                c()
         assert reply.digest is not None and reply.digest[0] == C.HASH_SHA256
-        port, _, _, closers = await servers(None, wrong)
-        try:
+        async with scripted(None, wrong) as (port, _, _):
             with pytest.raises(UpstreamUnavailable, match="digest"):
                 await HandleClient().resolve(HANDLE, server=("127.0.0.1", port), proto="tcp",
                                              request_digest=True)  # fmt: skip
-        finally:
-            for c in closers:
-                c()
 
     run(main())
 
@@ -447,14 +407,10 @@ def test_tcp_digest_is_checked():
 @pytest.mark.parametrize("behave", [lambda f: None, lambda f: b""], ids=["hang-up", "silent"])
 def test_tcp_without_a_reply_is_unavailable(behave):
     async def main():
-        port, _, tcp, closers = await servers(None, behave)
-        try:
+        async with scripted(None, behave) as (port, _, tcp):
             with pytest.raises(UpstreamUnavailable) as info:
                 await HandleClient(tcp_timeout=0.3).resolve(
                     HANDLE, server=("127.0.0.1", port), proto="tcp")  # fmt: skip
-        finally:
-            for c in closers:
-                c()
         assert info.value.outcome is Outcome.UPSTREAM_UNAVAILABLE
         assert len(tcp.frames) == 1
 
@@ -470,14 +426,10 @@ def test_nobody_listening_is_unavailable():
 
 def test_total_timeout_bounds_the_whole_call():
     async def main():
-        port, _, _, closers = await servers(lambda s, d: [], lambda f: b"")
-        try:
+        async with scripted(lambda s, d: [], lambda f: b"") as (port, _, _):
             with pytest.raises(UpstreamUnavailable, match="within"):
                 await HandleClient(udp_retry=(0.1, 0.1), tcp_timeout=30.0,
                                    total_timeout=0.5).resolve(HANDLE, server=("127.0.0.1", port))  # fmt: skip
-        finally:
-            for c in closers:
-                c()
 
     run(main())
 
@@ -491,13 +443,9 @@ def test_get_site_info():
         return [answer(d, 1, SiteInfoResponse(site.to_bytes()))]
 
     async def main():
-        port, _, _, closers = await servers(site_reply)
-        try:
+        async with scripted(site_reply) as (port, _, _):
             reply = await HandleClient(udp_retry=FAST).get_site_info(("127.0.0.1", port),
                                                                       request_digest=True)  # fmt: skip
-        finally:
-            for c in closers:
-                c()
         assert reply.header.rc == 1 and SiteInfo.from_bytes(reply.body.site) == site
 
     run(main())
