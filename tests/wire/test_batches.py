@@ -106,8 +106,9 @@ def test_limits_and_refusals(bnode):
     assert r.status_code == 400 and r.json()["responseCode"] == 4
     r = _post(bnode, [{"op": "create", "handle": "88.118.8/bad-values",
                        "values": [{"index": "x", "type": "URL", "data": "u"}]},
-                      {"op": "create"}])  # fmt: skip
-    assert [x["responseCode"] for x in r.json()["results"]] == [202, 4]
+                      {"op": "create"},
+                      {"op": "create", "handle": "88.118.8/int-values", "values": 5}])  # fmt: skip
+    assert [x["responseCode"] for x in r.json()["results"]] == [202, 4, 202]
     assert requests.get(f"{bnode.base_url}/api/v1/batches", auth=A8, timeout=10).status_code == 405
 
 

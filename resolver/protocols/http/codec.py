@@ -76,8 +76,11 @@ def parse_batch_body(body: bytes, make_item) -> list:
             items.append(make_item("", "", (), MalformedRequest('an item needs "op" and "handle"')))
             continue
         op, handle, error, values = str(raw.get("op", "")), raw["handle"], None, ()
+        listed = raw.get("values") or []
         try:
-            values = tuple(value_from_json(v) for v in raw.get("values") or ())
+            if not isinstance(listed, list):
+                raise InvalidValue('"values" must be an array of handle values')
+            values = tuple(value_from_json(v) for v in listed)
         except InvalidValue as exc:
             error = exc
         items.append(make_item(op, handle, values, error))
