@@ -131,7 +131,7 @@ class AdminHttp:
         return "Authorization" in headers or (
             "Cookie" in headers and self.sessions.COOKIE in request.cookies)
 
-    def identity(self, request: web.BaseRequest):
+    async def identity(self, request: web.BaseRequest):
         """(identity or None, session token to set or None); raises on bad credentials."""
         header = request.headers.get("Authorization")
         token = request.cookies.get(self.sessions.COOKIE)
@@ -145,7 +145,7 @@ class AdminHttp:
             return self.sessions.check(token), None
         scheme, _, rest = header.strip().partition(" ")
         if scheme.lower() == "handle" and self.handle_sessions is not None:
-            return self._handle_scheme(request, header), None
+            return await self._handle_scheme(request, header), None
         if scheme.lower() != "basic":
             # never echo it: a client may have sent a bare key as the header
             raise AuthenticationNeeded("Unsupported authorization scheme (use Basic or Handle)")
@@ -153,14 +153,16 @@ class AdminHttp:
         identity = self.authenticator.secret(user, password, request.remote or "")
         return identity, self.sessions.issue(identity)
 
-    def _handle_scheme(self, request: web.BaseRequest, header: str):
+    async def _handle_scheme(self, request: web.BaseRequest, header: str):
         """``Authorization: Handle`` (handle.md §7.3): a signature over the session's nonce
         authenticates it; a bare ``sessionId`` names an authenticated session; anything else
         gets a new challenge (401, ``WWW-Authenticate: Handle sessionId=.., nonce=..``)."""
         params = parse_authorization_header(header)
         sid = params.get("sessionId")
         if sid and "signature" in params:
-            return self.handle_sessions.authenticate(sid, params, request.remote or "")
+            # in a thread: a successful authentication commits the session to the store
+            return await self._run(self.handle_sessions.authenticate, sid, params,
+                                   request.remote or "")  # fmt: skip
         if sid:
             identity = self.handle_sessions.identity_of(sid)
             if identity is not None:
@@ -176,7 +178,7 @@ class AdminHttp:
     # -- dispatch -------------------------------------------------------------------------
     async def write(self, request: web.BaseRequest, handle: str, query: str) -> web.Response:
         try:
-            identity, token = self.identity(request)
+            identity, token = await self.identity(request)
             if identity is None:
                 raise AuthenticationNeeded("Authentication needed")
             pairs = parse_qsl(query, keep_blank_values=True)
@@ -239,7 +241,7 @@ class AdminHttp:
                    indexes: tuple[int, ...]) -> web.Response:  # fmt: skip
         """GET with credentials: what this identity may read, filtered like a resolution."""
         try:
-            identity, token = self.identity(request)
+            identity, token = await self.identity(request)
             ident = Identifier.parse(handle, case_sensitive=self.case_sensitive)
             record = self.registry.read(identity, handle)
             if record is None:
@@ -284,7 +286,7 @@ class AdminHttp:
                 self.handle_sessions.delete(sid)
                 return web.Response(status=204)
             if request.method == "PUT" or "signature" in params:
-                self.identity(request)  # the TLS rule, then the signature
+                await self.identity(request)  # the TLS rule, then the signature
             identity = self.handle_sessions.identity_of(sid)
             state = {"sessionId": sid, "nonce": base64.b64encode(opened[0]).decode(),
                      "authenticated": identity is not None}  # fmt: skip
@@ -303,7 +305,7 @@ class AdminHttp:
         if request.method != "POST":
             return not_allowed(request, "POST")
         try:
-            identity, token = self.identity(request)
+            identity, token = await self.identity(request)
             if identity is None:
                 raise AuthenticationNeeded("Authentication needed")
             ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -327,7 +329,7 @@ class AdminHttp:
     async def changes(self, request: web.BaseRequest) -> web.Response:
         """``GET /api/v1/changes?after=N&limit=M`` for server admins (issue 4 §5)."""
         try:
-            identity, token = self.identity(request)
+            identity, token = await self.identity(request)
             q = request.query
             try:
                 after = int(q.get("after", "0"))
@@ -342,7 +344,7 @@ class AdminHttp:
     async def listing(self, request: web.BaseRequest, prefix: str, offset: int,
                       limit: int | None) -> tuple[int, list[str]] | web.Response:  # fmt: skip
         try:
-            identity, _token = self.identity(request)
+            identity, _token = await self.identity(request)
             return self.registry.list_handles(identity, prefix, offset=offset, limit=limit)
         except IdnodeError as exc:
             return error_response(exc, None)

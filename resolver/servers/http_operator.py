@@ -99,7 +99,7 @@ class OperatorHttp:
             found = route(request, rest)
             if isinstance(found, web.Response):  # 405 / 404 before any authentication
                 return found
-            identity, token = self.admin.identity(request)
+            identity, token = await self.admin.identity(request)
             if identity is None:
                 raise AuthenticationNeeded("Authentication needed")
             if not await self._run(self.operator.is_server_admin, identity):

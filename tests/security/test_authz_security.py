@@ -290,7 +290,7 @@ def test_credentials_over_plain_http_from_afar_are_refused(sec_store, registry, 
 
     async def run():
         with pytest.raises(IdnodeError) as info:
-            admin_http.identity(_request(remote, headers=hdrs))
+            await admin_http.identity(_request(remote, headers=hdrs))
         # its own outcome, answered as Handle.net does: rc 402 (needed), HTTP 403
         assert info.value.outcome is Outcome.TLS_REQUIRED
         assert (RC_FOR[Outcome.TLS_REQUIRED], STATUS_FOR[Outcome.TLS_REQUIRED]) == (402, 403)
@@ -312,8 +312,8 @@ def test_credentials_over_tls_or_loopback_are_checked(sec_store, registry, remot
     admin_http = _admin_http(sec_store, registry, auth_requires_tls=True)
 
     async def run():
-        return admin_http.identity(_request(remote, scheme=scheme,
-                                            headers={"Authorization": basic(A8, SECRET_8)}))
+        return await admin_http.identity(_request(remote, scheme=scheme,
+                                                  headers={"Authorization": basic(A8, SECRET_8)}))
 
     identity, token = asyncio.run(run())
     assert identity == ID8 and token
