@@ -25,7 +25,8 @@
  * queue behind the missing answer).  An answer is bad unless Handle ResponseCode (message bytes
  * 4..7) is 1 (RC_SUCCESS), or DNS QR=1, TC=0, RCODE NOERROR and ANCOUNT >= 1.
  * Prints one JSON line: q/s, latency percentiles in µs (1 µs buckets below 100 ms, 1 ms above),
- * counts, own CPU use.
+ * counts, own CPU use.  SIGTERM or SIGINT ends the run early, reported like a run of that length
+ * (the import benchmark measures resolution for exactly as long as an import lasts).
  *
  * reflect: the trivial server the generator is checked against — answers every Handle request
  * with itself marked RC_SUCCESS, every DNS query with itself marked a one-answer response, on
@@ -429,6 +430,9 @@ static void load_requests(const char *path) {
     if (!G.nreqs) fail("request file: no requests");
 }
 
+static volatile sig_atomic_t stop_now;
+static void on_stop(int sig) { (void)sig; stop_now = 1; }
+
 static void wait_until(uint64_t deadline_ns, struct epoll_event *evs, int *nev) {
     uint64_t now = now_ns();
     if (deadline_ns <= now + 2000) {          /* too close to sleep accurately: poll */
@@ -525,6 +529,8 @@ static int cmd_run(int argc, char **argv) {
     }
 
     struct epoll_event evs[BATCH];
+    signal(SIGTERM, on_stop);
+    signal(SIGINT, on_stop);
     uint64_t t0 = now_ns();
     uint64_t t_measure = t0 + (uint64_t)(warmup * 1e9);
     uint64_t t_end = t_measure + (uint64_t)(duration * 1e9);
@@ -536,7 +542,7 @@ static int cmd_run(int argc, char **argv) {
     for (;;) {
         uint64_t now = now_ns();
         if (!G.measuring && now >= t_measure) { G.measuring = 1; cpu0 = cpu_seconds(); }
-        if (now >= t_end) break;
+        if (now >= t_end || stop_now) break;
         if (rate > 0) {
             uint64_t due = (uint64_t)((double)(now - t0) / interval) + 1;
             while (issued < due) {

@@ -1,9 +1,11 @@
 """Hot-path selector: the Cython extension when built, else its pure-Python twin.
 
-Exports ``normalize_key``, ``http_resolve``, ``handle_resolve``, ``json_escape``, ``UdpPump``,
-``RecordCache``, ``BATCH`` and ``IMPLEMENTATION`` (``"cython"`` or ``"python"``).  ``IDNODE_NO_EXTENSIONS=1`` forces the twin at run time.
-Both twins take bytes and py-lmdb objects and return bytes or None; see ``_hotpath_py`` for
-the contracts.  This package imports nothing of ours (checked by tests/meta).
+Exports ``normalize_key``, ``http_resolve``, ``handle_resolve``, ``json_escape``,
+``pack_json_values``, ``encode_jsonl_line``, ``UdpPump``, ``RecordCache``, ``BATCH`` and
+``IMPLEMENTATION`` (``"cython"`` or ``"python"``).  ``IDNODE_NO_EXTENSIONS=1`` forces the twin at
+run time.  Both twins take bytes, parsed JSON or py-lmdb objects and return bytes (or a tuple
+with bytes) or None; see ``_hotpath_py`` for the contracts.  This package imports nothing of
+ours (checked by tests/meta).
 """
 
 import os
@@ -26,9 +28,11 @@ normalize_key = _impl.normalize_key
 http_resolve = _impl.http_resolve
 handle_resolve = _impl.handle_resolve
 json_escape = _impl.json_escape
+pack_json_values = _impl.pack_json_values
+encode_jsonl_line = _impl.encode_jsonl_line
 UdpPump = _impl.UdpPump
 RecordCache = _impl.RecordCache
 BATCH = _impl.BATCH
 
 __all__ = ["IMPLEMENTATION", "normalize_key", "http_resolve", "handle_resolve", "json_escape",
-           "UdpPump", "RecordCache", "BATCH"]
+           "pack_json_values", "encode_jsonl_line", "UdpPump", "RecordCache", "BATCH"]

@@ -748,6 +748,1030 @@ cdef object _handle_answer(const unsigned char* d, Py_ssize_t n, object txn, obj
             PyMem_Free(spans)
 
 
+# -- stored records from JSON values (contract: _hotpath_py.pack_json_values) -----------------
+# Two passes over the values: the first checks every field into a C-level ``JValue`` and sums
+# the exact size of the record, the second (``_emit``) writes it into one bytes object.  The
+# ``JValue`` pointers are into the UTF-8 of strings the caller's list holds for the whole call
+# (``pack_json_values``) or into the import line and a scratch buffer (``encode_jsonl_line``).
+
+cdef extern from "Python.h":
+    bint PyList_CheckExact(object o)
+    bint PyDict_CheckExact(object o)
+    bint PyUnicode_CheckExact(object o)
+    bint PyLong_CheckExact(object o)
+    Py_ssize_t PyList_GET_SIZE(object o)
+    PyObject* PyList_GET_ITEM(object o, Py_ssize_t i)
+    bint PyUnicode_IS_ASCII(object o)
+    # Exact ints only: no error, an overflow is reported in ``overflow``.
+    long long PyLong_AsLongLongAndOverflow(object o, int* overflow)
+    # NULL with an exception set for a str with a lone surrogate.
+    const char* PyUnicode_AsUTF8AndSize(object o, Py_ssize_t* size)
+    void PyErr_Clear()
+    bint PyUnicode_IS_COMPACT_ASCII(object o)
+    void* PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    bint PyDict_Next(object d, Py_ssize_t* pos, PyObject** key, PyObject** value)
+
+cdef extern from "stdlib.h":
+    void qsort(void* base, size_t n, size_t size,
+               int (*cmp)(const void*, const void*) noexcept nogil) nogil
+
+cdef enum:
+    DEFAULT_PERMISSIONS = 0x0E
+    DEFAULT_TTL = 86400
+    MAX_VALUES = 2048
+    MAX_DATA_LENGTH = 262144
+    STACK_VALUES = 16  # records of up to this many values need no heap allocation
+    DUP_SORT = 32  # more values than this: duplicate indexes are found by sorting
+
+_CONSTANTS.update({
+    "DEFAULT_PERMISSIONS": DEFAULT_PERMISSIONS, "DEFAULT_TTL": DEFAULT_TTL,
+    "MAX_VALUES": MAX_VALUES, "MAX_DATA_LENGTH": MAX_DATA_LENGTH,
+    "STRUCTURED_TYPES": ("HS_ADMIN", "HS_VLIST", "HS_SITE", "HS_SITE.6", "HS_SITE.PREFIX",
+                         "HS_NA_DELEGATE", "HS_PUBKEY"),
+})  # fmt: skip
+cdef frozenset _STRUCTURED = frozenset(_CONSTANTS["STRUCTURED_TYPES"])
+
+# The members a value object may have, told apart by _member (one pass over the dict beats
+# a hash lookup per member: orjson's key objects are not ours, so each lookup also compares).
+cdef enum:
+    M_OTHER = 0
+    M_INDEX = 1
+    M_TYPE = 2
+    M_DATA = 3
+    M_TTL = 4
+    M_PERMS = 5
+    M_FORMAT = 6
+    M_VALUE = 7
+
+# orjson's escaping of one UTF-8 byte: the bytes it adds (1: \" \\ \b \t \n \f \r; 5: \u00xx),
+# and whether a byte makes data "look like binary" (Util.looksLikeBinary: C0 but 0x09–0x13, DEL).
+cdef unsigned char _ESC_EXTRA[256]
+cdef unsigned char _BINARY[256]
+cdef int _c
+for _c in range(256):
+    _ESC_EXTRA[_c] = 0
+    _BINARY[_c] = 1 if (_c < 0x09 or 0x13 < _c < 0x20 or _c == 0x7F) else 0
+    if _c < 0x20:
+        _ESC_EXTRA[_c] = 1 if _c in (8, 9, 10, 12, 13) else 5
+    elif _c == 34 or _c == 92:
+        _ESC_EXTRA[_c] = 1
+
+# The JSON of one value, around its variable parts; C literals with their lengths as constants
+# (a memcpy of a constant size is a few moves), checked against each other at import.
+cdef const char* J_INDEX = b'{"index":'
+cdef const char* J_TYPE = b',"type":"'
+cdef const char* J_DATA = b'","data":{"format":"string","value":"'
+cdef const char* J_DATA_END = b'"}'
+cdef const char* J_PERMS = b',"permissions":"'  # + 4 digits + '"'
+cdef const char* J_TTL = b',"ttl":'
+cdef const char* J_STAMP = b',"timestamp":"'  # + now_text + '"'
+cdef enum:
+    J_INDEX_N = 9
+    J_TYPE_N = 9
+    J_DATA_N = 37
+    J_DATA_END_N = 2
+    J_PERMS_N = 16
+    J_TTL_N = 7
+    J_STAMP_N = 14
+for _lit, _n in ((J_INDEX, J_INDEX_N), (J_TYPE, J_TYPE_N), (J_DATA, J_DATA_N),
+                 (J_DATA_END, J_DATA_END_N), (J_PERMS, J_PERMS_N), (J_TTL, J_TTL_N),
+                 (J_STAMP, J_STAMP_N)):  # fmt: skip
+    if len(_lit) != _n:
+        raise ImportError(f"native._hotpath: literal {_lit!r} is not {_n} bytes")
+cdef const char* _HEX = b"0123456789abcdef"
+
+
+cdef struct JValue:
+    long long index
+    long long ttl
+    int perms
+    const unsigned char* t  # type, UTF-8
+    Py_ssize_t tl
+    Py_ssize_t tx  # bytes its JSON escaping adds
+    const unsigned char* d  # data, UTF-8
+    Py_ssize_t dl
+    Py_ssize_t dx
+    Py_ssize_t jl  # length of the value's JSON
+    bint measured  # tx and dx are known (0, for strings read in place without DEL)
+
+
+cdef inline const unsigned char* _utf8(object s, Py_ssize_t* n) noexcept:
+    """The UTF-8 of an exact str, or NULL (not a str, or a lone surrogate)."""
+    cdef const char* p
+    if not PyUnicode_CheckExact(s):
+        return NULL
+    p = PyUnicode_AsUTF8AndSize(s, n)
+    if p == NULL:
+        PyErr_Clear()
+    return <const unsigned char*>p
+
+
+cdef Py_ssize_t _escape_extra(const unsigned char* s, Py_ssize_t n, bint data) noexcept nogil:
+    """Bytes orjson's escaping adds to ``s``; -1 when ``data`` and ``s`` looks like binary."""
+    cdef Py_ssize_t i, extra = 0
+    cdef unsigned char binary = 0
+    for i in range(n):
+        extra += _ESC_EXTRA[s[i]]
+        binary |= _BINARY[s[i]]
+    if data and binary:
+        return -1
+    return extra
+
+
+cdef unsigned char* _put_escaped(unsigned char* o, const unsigned char* s, Py_ssize_t n,
+                                 Py_ssize_t extra) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    if extra == 0:
+        memcpy(o, s, n)
+        return o + n
+    for i in range(n):
+        c = s[i]
+        if c >= 0x20:
+            if c == 34 or c == 92:
+                o[0] = 92
+                o += 1
+            o[0] = c
+            o += 1
+        else:
+            o[0] = 92
+            if c == 8:
+                o[1] = 98  # b
+            elif c == 9:
+                o[1] = 116  # t
+            elif c == 10:
+                o[1] = 110  # n
+            elif c == 12:
+                o[1] = 102  # f
+            elif c == 13:
+                o[1] = 114  # r
+            else:
+                o[1] = 117  # u00xx
+                o[2] = 48
+                o[3] = 48
+                o[4] = _HEX[c >> 4]
+                o[5] = _HEX[c & 15]
+                o += 4
+            o += 2
+    return o
+
+
+cdef inline Py_ssize_t _int_len(long long x) noexcept nogil:
+    cdef Py_ssize_t n = 1
+    cdef unsigned long long u
+    if x < 0:
+        n = 2
+        u = <unsigned long long>(-x)
+    else:
+        u = <unsigned long long>x
+    while u >= 10:
+        u //= 10
+        n += 1
+    return n
+
+
+cdef inline unsigned char* _put_int(unsigned char* o, long long x, Py_ssize_t n) noexcept nogil:
+    """Write ``x`` in decimal into exactly ``n`` = _int_len(x) bytes."""
+    cdef unsigned long long u
+    cdef unsigned char* p = o + n
+    if x < 0:
+        o[0] = 45
+        u = <unsigned long long>(-x)
+    else:
+        u = <unsigned long long>x
+    while True:
+        p -= 1
+        p[0] = <unsigned char>(48 + u % 10)
+        u //= 10
+        if u == 0:
+            break
+    return o + n
+
+
+cdef inline unsigned char* _put_lit(unsigned char* o, const char* lit, size_t n) noexcept nogil:
+    memcpy(o, lit, n)  # inlined: n is a constant at every call
+    return o + n
+
+
+cdef int _cmp_ll(const void* a, const void* b) noexcept nogil:
+    cdef long long x = (<const long long*>a)[0], y = (<const long long*>b)[0]
+    return (x > y) - (x < y)
+
+
+cdef bint _has_duplicate(const JValue* v, Py_ssize_t n) noexcept:
+    cdef Py_ssize_t i, j
+    cdef long long* idx
+    cdef bint dup = False
+    if n <= DUP_SORT:
+        for i in range(1, n):
+            for j in range(i):
+                if v[i].index == v[j].index:
+                    return True
+        return False
+    idx = <long long*>PyMem_Malloc(n * sizeof(long long))
+    if idx == NULL:
+        return True  # decline: the general path will find the memory or fail properly
+    for i in range(n):
+        idx[i] = v[i].index
+    qsort(idx, n, sizeof(long long), _cmp_ll)
+    for i in range(1, n):
+        if idx[i] == idx[i - 1]:
+            dup = True
+            break
+    PyMem_Free(idx)
+    return dup
+
+
+cdef inline int _member(PyObject* key) noexcept:
+    """Which member a dict key names (M_*); M_OTHER for any other key."""
+    cdef const char* k
+    cdef Py_ssize_t n
+    if not PyUnicode_CheckExact(<object>key) or not PyUnicode_IS_COMPACT_ASCII(<object>key):
+        return M_OTHER
+    k = <const char*>PyUnicode_DATA(<object>key)
+    n = PyUnicode_GET_LENGTH(<object>key)
+    if n == 4:
+        if memcmp(k, b"type", 4) == 0:
+            return M_TYPE
+        if memcmp(k, b"data", 4) == 0:
+            return M_DATA
+    elif n == 5:
+        if memcmp(k, b"index", 5) == 0:
+            return M_INDEX
+        if memcmp(k, b"value", 5) == 0:
+            return M_VALUE
+    elif n == 3:
+        if memcmp(k, b"ttl", 3) == 0:
+            return M_TTL
+    elif n == 11:
+        if memcmp(k, b"permissions", 11) == 0:
+            return M_PERMS
+    elif n == 6:
+        if memcmp(k, b"format", 6) == 0:
+            return M_FORMAT
+    return M_OTHER
+
+
+cdef inline int _perms(const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    """Permissions text → the four bits: "*" or 0/1 digits, the last four being the bits; -1
+    for anything else."""
+    cdef Py_ssize_t i
+    cdef int perms = 0
+    if n == 1 and s[0] == 42:
+        return 0x0F
+    if n == 0:
+        return -1
+    for i in range(n):
+        if s[i] != 48 and s[i] != 49:
+            return -1
+        perms = ((perms << 1) | (s[i] - 48)) & 0x0F
+    return perms
+
+
+cdef bint _finish(JValue* v, long long reserved_index) noexcept:
+    """Check the ranges of a value whose fields are all set (structured types aside: checked
+    by the reader, which has the type's text) and measure its JSON; False: decline."""
+    if v.index < 1 or v.index > 0x7FFFFFFF or v.index == reserved_index:
+        return False
+    if v.ttl < -0x80000000 or v.ttl > 0x7FFFFFFF or v.perms < 0 or v.tl == 0:
+        return False
+    if v.dl > MAX_DATA_LENGTH:
+        return False
+    if not v.measured:
+        v.tx = _escape_extra(v.t, v.tl, False)
+        v.dx = _escape_extra(v.d, v.dl, True)
+        if v.dx < 0:
+            return False
+    v.jl = (J_INDEX_N + _int_len(v.index) + J_TYPE_N + v.tl + v.tx + J_DATA_N + v.dl + v.dx
+            + J_DATA_END_N + J_TTL_N + _int_len(v.ttl) + 1)
+    if v.perms != DEFAULT_PERMISSIONS:
+        v.jl += J_PERMS_N + 5
+    return True
+
+
+cdef inline bint _hs_(const unsigned char* t, Py_ssize_t n) noexcept nogil:
+    """An ASCII type can be structured (STRUCTURED_TYPES) only if it starts "HS_" in any case."""
+    return n >= 3 and _up(t[0]) == 72 and _up(t[1]) == 83 and t[2] == 95
+
+
+cdef bint _read_value(object obj, JValue* v, long long reserved_index) noexcept:
+    """Check one value object and fill ``v``; False: decline."""
+    cdef PyObject* p_index
+    cdef PyObject* p_type
+    cdef PyObject* p_data
+    cdef PyObject* p_ttl
+    cdef PyObject* p_perms
+    cdef PyObject* p_format = NULL
+    cdef PyObject* p_value = NULL
+    cdef PyObject* key
+    cdef PyObject* p
+    cdef Py_ssize_t pos = 0, pos2 = 0, n
+    cdef int overflow = 0, m
+    cdef const unsigned char* s
+    cdef object data
+    if not PyDict_CheckExact(obj):
+        return False
+    v.measured = False
+    p_index = p_type = p_data = p_ttl = p_perms = NULL
+    while PyDict_Next(obj, &pos, &key, &p):
+        m = _member(key)
+        if m == M_INDEX:
+            p_index = p
+        elif m == M_TYPE:
+            p_type = p
+        elif m == M_DATA:
+            p_data = p
+        elif m == M_TTL:
+            p_ttl = p
+        elif m == M_PERMS:
+            p_perms = p
+        else:
+            return False  # a member this path does not write (timestamp, references, ...)
+    if p_index == NULL or p_type == NULL or p_data == NULL:
+        return False
+    # index: an int (bool is not exact), 1..2^31-1 (_finish)
+    if not PyLong_CheckExact(<object>p_index):
+        return False
+    v.index = PyLong_AsLongLongAndOverflow(<object>p_index, &overflow)
+    if overflow:
+        return False
+    # type: non-empty, not one whose data is typed JSON (upper() as data_to_json compares;
+    # only a non-ASCII type or one starting "HS_" can be one)
+    v.t = _utf8(<object>p_type, &v.tl)
+    if v.t == NULL:
+        return False
+    if not PyUnicode_IS_ASCII(<object>p_type) or _hs_(v.t, v.tl):
+        if (<object>p_type).upper() in _STRUCTURED:
+            return False
+    # data: a str or exactly {"format": "string", "value": str}
+    data = <object>p_data
+    if PyDict_CheckExact(data):
+        while PyDict_Next(data, &pos2, &key, &p):
+            m = _member(key)
+            if m == M_FORMAT:
+                p_format = p
+            elif m == M_VALUE:
+                p_value = p
+            else:
+                return False
+        if p_format == NULL or p_value == NULL:
+            return False
+        s = _utf8(<object>p_format, &n)
+        if s == NULL or n != 6 or memcmp(s, b"string", 6) != 0:
+            return False
+        data = <object>p_value
+    v.d = _utf8(data, &v.dl)
+    if v.d == NULL:
+        return False
+    # ttl: absent or null → the default; else an int32 (relative seconds)
+    v.ttl = DEFAULT_TTL
+    if p_ttl != NULL and <object>p_ttl is not None:
+        if not PyLong_CheckExact(<object>p_ttl):
+            return False
+        v.ttl = PyLong_AsLongLongAndOverflow(<object>p_ttl, &overflow)
+        if overflow:
+            return False
+    # permissions: "*" or 0/1 digits (_perms)
+    v.perms = DEFAULT_PERMISSIONS
+    if p_perms != NULL:
+        s = _utf8(<object>p_perms, &n)
+        if s == NULL:
+            return False
+        v.perms = _perms(s, n)
+    return _finish(v, reserved_index)
+
+
+cdef object _pack_values(object values, unsigned int now, bytes now_text,
+                         long long reserved_index, JValue* v, Py_ssize_t n):
+    cdef Py_ssize_t i
+    for i in range(n):
+        if not _read_value(<object>PyList_GET_ITEM(values, i), &v[i], reserved_index):
+            return None
+    return _emit(v, n, now, now_text)
+
+
+cdef object _emit(JValue* v, Py_ssize_t n, unsigned int now, bytes now_text):
+    """The stored record of ``n`` >= 1 values checked by ``_finish``, or None (a duplicate
+    index, a section over 2^31-1 bytes)."""
+    cdef Py_ssize_t i, k, wsum = 4, jsum = 1, stamp = 0, total
+    cdef unsigned char* o
+    cdef unsigned char* w
+    cdef unsigned char* j
+    cdef unsigned char* dirp
+    cdef unsigned int woff = 4, joff = 1
+    cdef bint all_public = True
+    cdef bytes out
+    if now:
+        stamp = J_STAMP_N + PyBytes_GET_SIZE(now_text) + 1
+    for i in range(n):
+        v[i].jl += stamp
+        wsum += VALUE_MIN + v[i].tl + v[i].dl
+        jsum += v[i].jl + 1  # its comma, or the closing bracket
+        all_public = all_public and (v[i].perms & PERM_PUBLIC_READ) != 0
+    if _has_duplicate(v, n) or wsum > 0x7FFFFFFF or jsum > 0x7FFFFFFF:
+        return None
+    total = HEADER_SIZE + DIR_SIZE * n + wsum + jsum
+    out = PyBytes_FromStringAndSize(NULL, total)
+    o = <unsigned char*>PyBytes_AS_STRING(out)
+    o[0] = LAYOUT_VERSION
+    o[1] = ALL_PUBLIC if all_public else 0
+    o[2] = <unsigned char>(n >> 8)
+    o[3] = <unsigned char>n
+    _put32(o + 4, <unsigned int>wsum)
+    _put32(o + 8, <unsigned int>jsum)
+    dirp = o + HEADER_SIZE
+    w = dirp + DIR_SIZE * n
+    j = w + wsum
+    _put32(w, <unsigned int>n)
+    w += 4
+    j[0] = 91  # [
+    j += 1
+    for i in range(n):
+        k = VALUE_MIN + v[i].tl + v[i].dl
+        _put32(dirp, woff)
+        _put32(dirp + 4, <unsigned int>k)
+        _put32(dirp + 8, joff)
+        _put32(dirp + 12, <unsigned int>v[i].jl)
+        dirp += DIR_SIZE
+        woff += <unsigned int>k
+        joff += <unsigned int>v[i].jl + 1
+        # wire (RFC 3652 §2.2): index, timestamp, ttl type 0, ttl, permissions, type, data, 0 refs
+        _put32(w, <unsigned int>v[i].index)
+        _put32(w + 4, now)
+        w[8] = 0
+        _put32(w + 9, <unsigned int>v[i].ttl)  # two's complement, as int4
+        w[13] = <unsigned char>v[i].perms
+        _put32(w + 14, <unsigned int>v[i].tl)
+        memcpy(w + 18, v[i].t, v[i].tl)
+        w += 18 + v[i].tl
+        _put32(w, <unsigned int>v[i].dl)
+        memcpy(w + 4, v[i].d, v[i].dl)
+        w += 4 + v[i].dl
+        _put32(w, 0)
+        w += 4
+        # JSON, as orjson.dumps(valuejson.value_to_json(value))
+        j = _put_lit(j, J_INDEX, J_INDEX_N)
+        j = _put_int(j, v[i].index, _int_len(v[i].index))
+        j = _put_lit(j, J_TYPE, J_TYPE_N)
+        j = _put_escaped(j, v[i].t, v[i].tl, v[i].tx)
+        j = _put_lit(j, J_DATA, J_DATA_N)
+        j = _put_escaped(j, v[i].d, v[i].dl, v[i].dx)
+        j = _put_lit(j, J_DATA_END, J_DATA_END_N)
+        if v[i].perms != DEFAULT_PERMISSIONS:
+            j = _put_lit(j, J_PERMS, J_PERMS_N)
+            j[0] = 48 + ((v[i].perms >> 3) & 1)
+            j[1] = 48 + ((v[i].perms >> 2) & 1)
+            j[2] = 48 + ((v[i].perms >> 1) & 1)
+            j[3] = 48 + (v[i].perms & 1)
+            j[4] = 34
+            j += 5
+        j = _put_lit(j, J_TTL, J_TTL_N)
+        j = _put_int(j, v[i].ttl, _int_len(v[i].ttl))
+        if now:
+            j = _put_lit(j, J_STAMP, J_STAMP_N)
+            memcpy(j, PyBytes_AS_STRING(now_text), stamp - J_STAMP_N - 1)
+            j += stamp - J_STAMP_N - 1
+            j[0] = 34
+            j += 1
+        j[0] = 125  # }
+        j[1] = 44 if i + 1 < n else 93  # , or ]
+        j += 2
+    return out
+
+
+def pack_json_values(object values, object now, bytes now_text not None,
+                     long long reserved_index):
+    cdef Py_ssize_t n
+    cdef long long t
+    cdef int overflow = 0
+    cdef JValue stack[STACK_VALUES]
+    cdef JValue* v
+    if not PyList_CheckExact(values) or not PyLong_CheckExact(now):
+        return None
+    n = PyList_GET_SIZE(values)
+    t = PyLong_AsLongLongAndOverflow(now, &overflow)
+    if n < 1 or n > MAX_VALUES or overflow or t < 0 or t > 0x7FFFFFFF:
+        return None
+    if n <= STACK_VALUES:
+        return _pack_values(values, <unsigned int>t, now_text, reserved_index, stack, n)
+    v = <JValue*>PyMem_Malloc(n * sizeof(JValue))
+    if v == NULL:
+        raise MemoryError()
+    try:
+        return _pack_values(values, <unsigned int>t, now_text, reserved_index, v, n)
+    finally:
+        PyMem_Free(v)
+
+
+# -- one JSONL import line (contract: _hotpath_py.encode_jsonl_line) ---------------------------
+# One pass over the line's bytes fills the JValues pack_json_values' reader fills from dicts,
+# then ``_emit`` writes the record.  A string without escapes is pointed at in place; one with
+# escapes is decoded into a scratch buffer as long as the line (no string decodes longer than
+# its JSON text, so the buffer never moves).  No bounds check per byte: CPython keeps a NUL
+# after a bytes object's last byte, and a NUL matches nothing the scanner accepts (orjson
+# rejects a raw NUL too), so every scan stops there at the latest.
+
+cdef extern from "Python.h":
+    object PyUnicode_DecodeUTF8(const char* s, Py_ssize_t size, const char* errors)
+    void* PyMem_Realloc(void* p, size_t n)
+
+cdef enum:
+    M_HANDLE = 8
+    M_VALUES = 9
+    STACK_SCRATCH = 1024  # lines up to this long decode their escapes on the stack
+
+cdef struct Scan:
+    const unsigned char* p  # the next byte to read
+    unsigned char* buf  # decoded strings; NULL until the first escape
+    unsigned char* o  # the next free byte of buf
+    unsigned char* stack  # STACK_SCRATCH bytes of the caller's stack
+    Py_ssize_t size  # the line's length, buf's size
+    bint heap  # buf is allocated (and freed by the caller)
+
+
+# Bytes a string's text may hold without a second look: printable ASCII but '"' and '\\';
+# and JSON's whitespace: space, tab, LF, CR (nothing else: orjson rejects FF, VT, NBSP, BOM).
+cdef unsigned char _PLAIN[256]
+cdef unsigned char _WS[256]
+for _c in range(256):
+    _PLAIN[_c] = 1 if 0x20 <= _c < 0x7F and _c != 34 and _c != 92 else 0
+    _WS[_c] = 1 if _c in (32, 9, 10, 13) else 0
+
+# Member names with their closing quote, by M_* (M_OTHER's is never tried).  The tuple keeps
+# the bytes the pointers point into.
+cdef tuple _NAME_TEXT = (b"\0", b'index"', b'type"', b'data"', b'ttl"', b'permissions"',
+                         b'format"', b'value"', b'handle"', b'values"')  # fmt: skip
+cdef const char* _NAMES[10]
+cdef int _NAME_N[10]
+for _c in range(10):
+    _NAMES[_c] = PyBytes_AS_STRING(_NAME_TEXT[_c])
+    _NAME_N[_c] = PyBytes_GET_SIZE(_NAME_TEXT[_c])
+if (M_INDEX, M_TYPE, M_DATA, M_TTL, M_PERMS, M_FORMAT, M_VALUE, M_HANDLE, M_VALUES) != tuple(
+        range(1, 10)):  # fmt: skip
+    raise ImportError("native._hotpath: member ids out of step with _NAME_TEXT")
+
+
+cdef inline const unsigned char* _ws(const unsigned char* p) noexcept nogil:
+    while _WS[p[0]]:
+        p += 1
+    return p
+
+
+cdef inline int _utf8_seq(const unsigned char* p) noexcept nogil:
+    """Length of the UTF-8 sequence at ``p`` (a byte >= 0x80), 0 if it is not strict UTF-8
+    (overlong, surrogate, > U+10FFFF, truncated): orjson rejects such a line."""
+    cdef unsigned char c = p[0], c1 = p[1]
+    cdef int need
+    if c < 0xC2:
+        return 0
+    elif c < 0xE0:
+        need = 1
+    elif c < 0xF0:
+        need = 2
+    elif c < 0xF5:
+        need = 3
+    else:
+        return 0
+    if (c1 & 0xC0) != 0x80:
+        return 0
+    if (c == 0xE0 and c1 < 0xA0) or (c == 0xED and c1 >= 0xA0):
+        return 0
+    if (c == 0xF0 and c1 < 0x90) or (c == 0xF4 and c1 >= 0x90):
+        return 0
+    if need >= 2 and (p[2] & 0xC0) != 0x80:
+        return 0
+    if need == 3 and (p[3] & 0xC0) != 0x80:
+        return 0
+    return need + 1
+
+
+cdef inline int _hex(unsigned char c) noexcept nogil:
+    if 48 <= c <= 57:
+        return c - 48
+    if 65 <= c <= 70:
+        return c - 55
+    if 97 <= c <= 102:
+        return c - 87
+    return -1
+
+
+cdef inline long _hex4(const unsigned char* p) noexcept nogil:
+    """The four hex digits at ``p`` (either case), or -1; reads no further than a non-digit."""
+    cdef long x = 0
+    cdef int i, d
+    for i in range(4):
+        d = _hex(p[i])
+        if d < 0:
+            return -1
+        x = (x << 4) | d
+    return x
+
+
+cdef inline unsigned char* _put_utf8(unsigned char* o, long cp) noexcept nogil:
+    if cp < 0x80:
+        o[0] = <unsigned char>cp
+        return o + 1
+    if cp < 0x800:
+        o[0] = <unsigned char>(0xC0 | (cp >> 6))
+        o[1] = <unsigned char>(0x80 | (cp & 0x3F))
+        return o + 2
+    if cp < 0x10000:
+        o[0] = <unsigned char>(0xE0 | (cp >> 12))
+        o[1] = <unsigned char>(0x80 | ((cp >> 6) & 0x3F))
+        o[2] = <unsigned char>(0x80 | (cp & 0x3F))
+        return o + 3
+    o[0] = <unsigned char>(0xF0 | (cp >> 18))
+    o[1] = <unsigned char>(0x80 | ((cp >> 12) & 0x3F))
+    o[2] = <unsigned char>(0x80 | ((cp >> 6) & 0x3F))
+    o[3] = <unsigned char>(0x80 | (cp & 0x3F))
+    return o + 4
+
+
+cdef int _string(Scan* s, const unsigned char** out, Py_ssize_t* n) noexcept:
+    """The JSON string at ``s.p`` (its opening quote) as UTF-8, decoded as orjson decodes it;
+    ``s.p`` moves past it.  0: outside the subset (raw control byte, invalid UTF-8, unknown
+    escape, lone surrogate escape, no closing quote); 1: read in place and free of DEL (so
+    nothing in it needs escaping or looks like binary); 2: any other string."""
+    cdef const unsigned char* p = s.p + 1
+    cdef const unsigned char* start = p
+    cdef unsigned char* o
+    cdef unsigned char c
+    cdef int k, plain = 1
+    cdef long cp, lo
+    while True:  # the common case: no escape, the text stays where it is
+        while _PLAIN[p[0]]:
+            p += 1
+        c = p[0]
+        if c == 34:
+            out[0] = start
+            n[0] = p - start
+            s.p = p + 1
+            return plain
+        if c == 92:
+            break
+        if c < 0x20:
+            return 0
+        if c == 0x7F:
+            plain = 2
+            p += 1
+        else:
+            k = _utf8_seq(p)
+            if k == 0:
+                return 0
+            p += k
+    if s.buf == NULL:
+        if s.size <= STACK_SCRATCH:
+            s.buf = s.stack
+        else:
+            s.buf = <unsigned char*>PyMem_Malloc(s.size)
+            if s.buf == NULL:
+                return 0
+            s.heap = True
+        s.o = s.buf
+    o = s.o
+    memcpy(o, start, p - start)
+    o += p - start
+    while True:
+        c = p[0]
+        if c == 34:
+            break
+        if c == 92:
+            c = p[1]
+            if c == 34 or c == 92 or c == 47:  # \" \\ \/
+                o[0] = c
+            elif c == 98:
+                o[0] = 8
+            elif c == 102:
+                o[0] = 12
+            elif c == 110:
+                o[0] = 10
+            elif c == 114:
+                o[0] = 13
+            elif c == 116:
+                o[0] = 9
+            elif c == 117:  # \uXXXX; a surrogate pair is one code point, a lone half declines
+                cp = _hex4(p + 2)
+                if cp < 0:
+                    return 0
+                p += 6
+                if 0xD800 <= cp <= 0xDBFF:
+                    if p[0] != 92 or p[1] != 117:
+                        return 0
+                    lo = _hex4(p + 2)
+                    if lo < 0xDC00 or lo > 0xDFFF:
+                        return 0
+                    p += 6
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00)
+                elif 0xDC00 <= cp <= 0xDFFF:
+                    return 0
+                o = _put_utf8(o, cp)
+                continue
+            else:
+                return 0
+            o += 1
+            p += 2
+        elif c < 0x20:
+            return 0
+        elif c < 0x80:
+            o[0] = c
+            o += 1
+            p += 1
+        else:
+            k = _utf8_seq(p)
+            if k == 0:
+                return 0
+            memcpy(o, p, k)
+            o += k
+            p += k
+    out[0] = s.o
+    n[0] = o - s.o
+    s.o = o
+    s.p = p + 1
+    return 2
+
+
+cdef inline bint _is(const unsigned char* p, const char* lit, int n) noexcept nogil:
+    """``p`` starts with the ``n`` bytes of ``lit``; reads no further than the first mismatch."""
+    cdef int i
+    for i in range(n):
+        if p[i] != <unsigned char>lit[i]:
+            return False
+    return True
+
+
+cdef int _key(Scan* s, int expected) noexcept nogil:
+    """The member name at ``s.p`` (its opening quote) as M_*, ``s.p`` moved past the colon
+    and the whitespace after it; -1 for any other name (a name written with an escape
+    included: it declines, as an unknown member does) or a missing colon.  ``expected``: the
+    name tried first (import lines repeat one member order, so this guess is nearly always
+    right and cheap)."""
+    cdef const unsigned char* k = s.p + 1
+    cdef const unsigned char* p
+    cdef int m = -1
+    cdef unsigned char c
+    if _is(k, _NAMES[expected], _NAME_N[expected]):
+        m = expected
+    else:
+        c = k[0]  # told apart by the first letter
+        if c == 105:
+            m = M_INDEX
+        elif c == 116:
+            m = M_TYPE if k[1] == 121 else M_TTL
+        elif c == 100:
+            m = M_DATA
+        elif c == 112:
+            m = M_PERMS
+        elif c == 104:
+            m = M_HANDLE
+        elif c == 118:
+            m = M_VALUES if k[1] == 97 and k[2] == 108 and k[3] == 117 and k[4] == 101 and \
+                k[5] == 115 else M_VALUE  # fmt: skip
+        elif c == 102:
+            m = M_FORMAT
+        else:
+            return -1
+        if not _is(k, _NAMES[m], _NAME_N[m]):
+            return -1
+    p = _ws(k + _NAME_N[m])
+    if p[0] != 58:  # :
+        return -1
+    s.p = _ws(p + 1)
+    return m
+
+
+cdef bint _int(Scan* s, long long* out) noexcept nogil:
+    """The JSON integer at ``s.p``: optional '-', then 0 or [1-9][0-9]{0,9}.  Declines a
+    fraction or exponent (orjson gives a float), a leading zero (an error), "-0" (orjson's 0:
+    a spelling not worth the doubt) and more than 10 digits (outside every int32 range)."""
+    cdef const unsigned char* p = s.p
+    cdef bint neg = p[0] == 45
+    cdef long long x = 0
+    cdef int k = 0
+    if neg:
+        p += 1
+    if p[0] == 48:
+        if neg:
+            return False
+        p += 1
+    else:
+        while 48 <= p[0] <= 57:
+            if k == 10:
+                return False
+            x = x * 10 + (p[0] - 48)
+            p += 1
+            k += 1
+        if k == 0:
+            return False
+    if p[0] == 46 or p[0] == 101 or p[0] == 69 or 48 <= p[0] <= 57:
+        return False
+    out[0] = -x if neg else x
+    s.p = p
+    return True
+
+
+cdef inline int _next_member(Scan* s, unsigned char close) noexcept nogil:
+    """After a member or element: 1 at a comma (``s.p`` moved to the next), 0 at ``close``
+    (``s.p`` moved past it), -1 otherwise."""
+    s.p = _ws(s.p)
+    if s.p[0] == 44:
+        s.p = _ws(s.p + 1)
+        return 1
+    if s.p[0] == close:
+        s.p += 1
+        return 0
+    return -1
+
+
+cdef int _data_object(Scan* s, const unsigned char** d, Py_ssize_t* dl) noexcept:
+    """Exactly {"format": "string", "value": <string>} at ``s.p``, members in either order:
+    0 if not, else the value's ``_string`` result."""
+    cdef int m, more, seen = 0, r = 0
+    cdef const unsigned char* f
+    cdef Py_ssize_t fl
+    s.p = _ws(s.p + 1)
+    while True:
+        if s.p[0] != 34:
+            return 0
+        m = _key(s, M_VALUE if seen else M_FORMAT)
+        if (m != M_FORMAT and m != M_VALUE) or seen & (1 << m) or s.p[0] != 34:
+            return 0
+        seen |= 1 << m
+        if m == M_FORMAT:
+            if not _string(s, &f, &fl) or fl != 6 or memcmp(f, b"string", 6) != 0:
+                return 0
+        else:
+            r = _string(s, d, dl)
+            if not r:
+                return 0
+        more = _next_member(s, 125)
+        if more < 0:
+            return 0
+        if more == 0:
+            return r if seen == (1 << M_FORMAT) | (1 << M_VALUE) else 0
+
+
+# The member guessed after each one (M_OTHER: the first) in a value: orjson's order of a
+# value built as {"index", "type", "data", ...}.
+cdef int _NEXT_MEMBER[6]
+_NEXT_MEMBER[:] = [M_INDEX, M_TYPE, M_DATA, M_TTL, M_PERMS, M_INDEX]
+
+
+cdef int _scan_value(Scan* s, JValue* v, long long reserved_index) except -1:
+    """One value object at ``s.p`` into ``v``, checked as ``_read_value`` checks a dict:
+    1 taken, 0 declined."""
+    cdef int m = M_OTHER, more, r, seen = 0, plain = 1
+    cdef const unsigned char* ps
+    cdef Py_ssize_t pn, i
+    v.ttl = DEFAULT_TTL
+    v.perms = DEFAULT_PERMISSIONS
+    s.p = _ws(s.p + 1)
+    while True:
+        if s.p[0] != 34:
+            return 0
+        m = _key(s, _NEXT_MEMBER[m])
+        if m < M_INDEX or m > M_PERMS or seen & (1 << m):
+            return 0
+        seen |= 1 << m
+        if m == M_INDEX:
+            if not _int(s, &v.index):
+                return 0
+        elif m == M_TYPE:
+            r = _string(s, &v.t, &v.tl) if s.p[0] == 34 else 0
+            if not r:
+                return 0
+            plain |= r
+        elif m == M_DATA:
+            if s.p[0] == 34:
+                r = _string(s, &v.d, &v.dl)
+            elif s.p[0] == 123:
+                r = _data_object(s, &v.d, &v.dl)
+            else:
+                r = 0
+            if not r:
+                return 0
+            plain |= r
+        elif m == M_TTL:
+            if s.p[0] == 110:  # null: the default
+                if s.p[1] != 117 or s.p[2] != 108 or s.p[3] != 108:
+                    return 0
+                s.p += 4
+            elif not _int(s, &v.ttl):
+                return 0
+        else:
+            if s.p[0] != 34 or not _string(s, &ps, &pn):
+                return 0
+            v.perms = _perms(ps, pn)
+        more = _next_member(s, 125)
+        if more < 0:
+            return 0
+        if more == 0:
+            break
+    if (seen & 0x0E) != 0x0E:  # index, type and data
+        return 0
+    v.measured = plain == 1
+    if v.measured:
+        v.tx = v.dx = 0
+    for i in range(v.tl):  # a structured type (see _read_value): only non-ASCII or "HS_..."
+        if v.t[i] >= 0x80:
+            break
+    else:
+        if not _hs_(v.t, v.tl):
+            return _finish(v, reserved_index)
+    if PyUnicode_DecodeUTF8(<const char*>v.t, v.tl, NULL).upper() in _STRUCTURED:
+        return 0
+    return _finish(v, reserved_index)
+
+
+def encode_jsonl_line(bytes line not None, object now, bytes now_text not None,
+                      long long reserved_index, bint case_sensitive):
+    cdef Scan s
+    cdef unsigned char scratch[STACK_SCRATCH]
+    cdef JValue stack[STACK_VALUES]
+    cdef JValue* v = stack
+    cdef JValue* grown
+    cdef Py_ssize_t n = 0, cap = STACK_VALUES
+    cdef const unsigned char* end
+    cdef const unsigned char* h = NULL
+    cdef Py_ssize_t hl = 0
+    cdef int m, more, seen = 0, overflow = 0
+    cdef long long t
+    cdef object key, blob
+    if not PyLong_CheckExact(now):
+        return None
+    t = PyLong_AsLongLongAndOverflow(now, &overflow)
+    if overflow or t < 0 or t > 0x7FFFFFFF:
+        return None
+    s.p = <const unsigned char*>PyBytes_AS_STRING(line)
+    s.size = PyBytes_GET_SIZE(line)
+    end = s.p + s.size
+    s.buf = s.o = NULL
+    s.stack = scratch
+    s.heap = False
+    try:
+        s.p = _ws(s.p)
+        if s.p[0] != 123:
+            return None
+        s.p = _ws(s.p + 1)
+        while True:
+            if s.p[0] != 34:
+                return None
+            m = _key(&s, M_VALUES if seen else M_HANDLE)
+            if (m != M_HANDLE and m != M_VALUES) or seen & (1 << m):
+                return None
+            seen |= 1 << m
+            if m == M_HANDLE:
+                if s.p[0] != 34 or not _string(&s, &h, &hl):
+                    return None
+            else:
+                if s.p[0] != 91:  # [
+                    return None
+                s.p = _ws(s.p + 1)
+                while True:
+                    if s.p[0] != 123:  # an element that is not an object, or no element
+                        return None
+                    if n == cap:
+                        if cap == MAX_VALUES:
+                            return None
+                        cap = min(cap * 4, MAX_VALUES)
+                        if v == stack:
+                            grown = <JValue*>PyMem_Malloc(cap * sizeof(JValue))
+                            if grown != NULL:
+                                memcpy(grown, stack, n * sizeof(JValue))
+                        else:
+                            grown = <JValue*>PyMem_Realloc(v, cap * sizeof(JValue))
+                        if grown == NULL:
+                            raise MemoryError()
+                        v = grown
+                    if not _scan_value(&s, &v[n], reserved_index):
+                        return None
+                    n += 1
+                    more = _next_member(&s, 93)
+                    if more < 0:
+                        return None
+                    if more == 0:
+                        break
+            more = _next_member(&s, 125)
+            if more < 0:
+                return None
+            if more == 0:
+                break
+        if _ws(s.p) != end or seen != (1 << M_HANDLE) | (1 << M_VALUES):
+            return None
+        key = _normalize(h, hl, case_sensitive)
+        if key is None:
+            return None
+        blob = _emit(v, n, <unsigned int>t, now_text)
+        if blob is None:
+            return None
+        return key, PyUnicode_DecodeUTF8(<const char*>h, hl, NULL), blob
+    finally:
+        if v != stack:
+            PyMem_Free(v)
+        if s.heap:
+            PyMem_Free(s.buf)
+
+
 # -- UDP datagram pump -----------------------------------------------------------------------
 # recvmmsg/sendmmsg move a burst of datagrams per system call; each one _handle_answer takes
 # is answered without leaving C but for the store lookup.  Other systems read and write one

@@ -10,13 +10,14 @@ from __future__ import annotations
 import collections
 import hashlib
 import re
+import struct
 
 from native.constants import (
     ACTION_HOME_PREFIX, ACTION_UNHOME_PREFIX, ALL_PUBLIC, CHANGE_HEADER, CHANGE_KEY_LENGTH,
-    ENTRY_OVERHEAD, FLAG_PUBLIC_ONLY,
+    DEFAULT_PERMISSIONS, DEFAULT_TTL, ENTRY_OVERHEAD, FLAG_PUBLIC_ONLY, MAX_DATA_LENGTH, MAX_VALUES,
     RESYNC_LIMIT, DIR_SIZE, FLAG_REQUEST_DIGEST, FLAGS_NOT_FAST, HEADER_SIZE, LAYOUT_VERSION,
     MAX_DATAGRAM, MAX_HANDLE, MAX_MESSAGE, MAX_PREFIX, NA_PREFIX, PERM_PUBLIC_READ, PROTOCOL_MAJOR,
-    PROTOCOL_MINOR, PUMP_BATCH, UDP_PACKET, VALUE_MIN, VALUE_PERMS, VALUE_TYPE,
+    PROTOCOL_MINOR, PUMP_BATCH, STRUCTURED_TYPES, UDP_PACKET, VALUE_MIN, VALUE_PERMS, VALUE_TYPE,
 )  # fmt: skip
 
 _HEADER_LEN = 24
@@ -397,6 +398,335 @@ def handle_resolve(data, txn, records_db, prefixes_db, case_sensitive=False, cac
         body,
         _NO_CREDENTIAL,
     ))  # fmt: skip
+
+
+# -- stored records from JSON values ---------------------------------------------------------
+
+_VALUE_KEYS = frozenset(("index", "type", "data", "ttl", "permissions"))
+_STRUCTURED = frozenset(STRUCTURED_TYPES)
+_INT4_MIN, _INT4_MAX = -0x80000000, 0x7FFFFFFF
+#: Data bytes that "look like binary" (reference Util.looksLikeBinary): C0 controls but
+#: 0x09–0x13, and DEL.  Such data is shown as base64, which this path does not write.
+_BINARY = re.compile(rb"[\x00-\x08\x14-\x1f\x7f]")
+#: orjson's string escaping: '"', '\\' and the C0 controls (short forms where JSON has one,
+#: else \u00xx in lower-case hex); everything else, DEL, U+2028 and '/' included, is raw UTF-8.
+_ESCAPES = {chr(c): f"\\u{c:04x}" for c in range(0x20)} | {
+    "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
+_ESCAPED = re.compile(r'[\x00-\x1f"\\]')
+_FIXED = struct.Struct(">iiBiBi")  # index, timestamp, ttl type, ttl, permissions, type length
+_INT4 = struct.Struct(">i")
+_HEADER = struct.Struct(">BBHII")
+_DIRENTRY = struct.Struct(">IIII")
+
+
+def _json_text(s: str) -> bytes:
+    if _ESCAPED.search(s) is not None:
+        s = _ESCAPED.sub(lambda m: _ESCAPES[m.group()], s)
+    return s.encode("utf-8")
+
+
+def pack_json_values(values, now, now_text, reserved_index):
+    """The stored record (layout v1, ``resolver.record``) of one identifier's JSON values, or None.
+
+    ``values`` is the parsed JSON array of Handle.net v9 value objects (as ``orjson.loads`` gives
+    it: dict, list, str, int, bool, None), ``now`` the server time (int seconds) every value gets
+    as its timestamp, ``now_text`` its ISO-8601 text (``valuejson.iso_utc(now)`` as UTF-8, made
+    once by the caller), ``reserved_index`` an index this path leaves to the caller (the IDIS
+    template value, 1001, which needs template validation).
+
+    Returns exactly ``record.pack(Record(value_from_json(v, now=now) for v in values))``, or
+    None — decline: the caller runs that general path, which gives the same bytes or the precise
+    ``InvalidValue``.  Accepted (everything else declines, every error included):
+
+    - ``values`` a list of 1..MAX_VALUES dicts, no index twice;
+    - each dict has ``index``, ``type``, ``data`` and at most ``ttl`` and ``permissions`` besides;
+    - ``index`` an int (not bool) in 1..2^31-1, not ``reserved_index``;
+    - ``type`` a non-empty str whose ``upper()`` is none of STRUCTURED_TYPES (their JSON data is
+      typed, handle.md §7.2);
+    - ``data`` a str, or exactly ``{"format": "string", "value": str}``; its UTF-8 at most
+      MAX_DATA_LENGTH bytes that do not look like binary (no C0 control but 0x09–0x13, no DEL);
+    - ``ttl`` absent, None (→ DEFAULT_TTL) or an int32 (relative seconds);
+    - ``permissions`` absent (→ DEFAULT_PERMISSIONS), ``"*"`` (→ 1111) or a str of 0/1 digits
+      whose last four are the bits (admin read, admin write, public read, public write);
+    - no str with a lone surrogate (not UTF-8); ``now`` in 0..2^31-1 (0: no ``timestamp``).
+
+    Each value's JSON is ``{"index","type","data":{"format":"string","value"}[,"permissions"],
+    "ttl"[,"timestamp"]}`` — ``permissions`` only when not the default, as four binary digits —
+    in orjson's compact form and string escaping.
+    """
+    if type(values) is not list or not 0 < len(values) <= MAX_VALUES:
+        return None
+    if type(now) is not int or not 0 <= now <= _INT4_MAX:
+        return None
+    tail = b',"timestamp":"' + now_text + b'"}' if now else b"}"
+    wires, jsons, seen = [], [], set()
+    all_public = True
+    for obj in values:
+        if type(obj) is not dict or not obj.keys() <= _VALUE_KEYS:
+            return None
+        index, vtype, data = obj.get("index"), obj.get("type"), obj.get("data")
+        if type(index) is not int or not 0 < index <= _INT4_MAX or index == reserved_index \
+                or index in seen:  # fmt: skip
+            return None
+        seen.add(index)
+        if type(vtype) is not str or not vtype or vtype.upper() in _STRUCTURED:
+            return None
+        if type(data) is dict:
+            if len(data) != 2 or type(data.get("format")) is not str \
+                    or data["format"] != "string":  # fmt: skip
+                return None
+            data = data.get("value")
+        if type(data) is not str:
+            return None
+        ttl = obj.get("ttl")
+        if ttl is None:
+            ttl = DEFAULT_TTL
+        elif type(ttl) is not int or not _INT4_MIN <= ttl <= _INT4_MAX:
+            return None
+        perms = DEFAULT_PERMISSIONS
+        if "permissions" in obj:
+            p = obj["permissions"]
+            if type(p) is not str:
+                return None
+            if p == "*":
+                perms = 0x0F
+            elif p and not p.strip("01"):
+                perms = int(p[-4:], 2)
+            else:
+                return None
+        try:
+            tb, db = vtype.encode("utf-8"), data.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate
+            return None
+        if len(db) > MAX_DATA_LENGTH or _BINARY.search(db) is not None:
+            return None
+        all_public = all_public and bool(perms & PERM_PUBLIC_READ)
+        wires.append(b"".join((_FIXED.pack(index, now, 0, ttl, perms, len(tb)), tb,
+                               _INT4.pack(len(db)), db, b"\0\0\0\0")))  # fmt: skip
+        js = b'{"index":%d,"type":"%s","data":{"format":"string","value":"%s"}' % (
+            index, _json_text(vtype), _json_text(data))  # fmt: skip
+        if perms != DEFAULT_PERMISSIONS:
+            js += b',"permissions":"%s"' % format(perms, "04b").encode("ascii")
+        jsons.append(js + b',"ttl":%d' % ttl + tail)
+    directory = []
+    woff, joff = 4, 1
+    for w, j in zip(wires, jsons):
+        directory.append(_DIRENTRY.pack(woff, len(w), joff, len(j)))
+        woff += len(w)
+        joff += len(j) + 1
+    wire = _INT4.pack(len(wires)) + b"".join(wires)
+    js = b"[" + b",".join(jsons) + b"]"
+    if len(wire) > _INT4_MAX or len(js) > _INT4_MAX:
+        return None
+    flags = ALL_PUBLIC if all_public else 0
+    return b"".join([_HEADER.pack(LAYOUT_VERSION, flags, len(wires), len(wire), len(js)),
+                     *directory, wire, js])  # fmt: skip
+
+
+# -- one JSONL import line -------------------------------------------------------------------
+
+
+class _Decline(Exception):
+    """Raised inside the line scanner: the line is outside the fast subset."""
+
+
+_WS = re.compile(rb"[ \t\n\r]*")
+#: A run of string text needing no second look: anything but '"', '\\' and C0 controls.
+_RUN = re.compile(rb'[^"\\\x00-\x1f]*')
+_HEX4 = re.compile(rb"[0-9a-fA-F]{4}")
+_NAME = re.compile(rb'"([a-z]*)"[ \t\n\r]*:[ \t\n\r]*')
+#: -?(0|[1-9][0-9]{0,9}) not followed by another digit, a fraction or an exponent.
+_INT = re.compile(rb"-?(?:0|[1-9][0-9]{0,9})(?![0-9.eE])")
+_SHORT_ESCAPES = {ord('"'): '"', ord("\\"): "\\", ord("/"): "/", ord("b"): "\b",
+                  ord("f"): "\f", ord("n"): "\n", ord("r"): "\r", ord("t"): "\t"}  # fmt: skip
+_LINE_MEMBERS = frozenset((b"handle", b"values"))
+_VALUE_MEMBERS = frozenset((b"index", b"type", b"data", b"ttl", b"permissions"))
+_DATA_MEMBERS = frozenset((b"format", b"value"))
+
+
+class _Scanner:
+    """A strict scanner of the JSON subset ``encode_jsonl_line`` takes; ``_Decline`` otherwise."""
+
+    def __init__(self, line: bytes) -> None:
+        self.line = line
+        self.pos = 0
+
+    def ws(self) -> None:
+        self.pos = _WS.match(self.line, self.pos).end()
+
+    def peek(self) -> int:
+        return self.line[self.pos] if self.pos < len(self.line) else -1
+
+    def expect(self, byte: int) -> None:
+        if self.peek() != byte:
+            raise _Decline
+        self.pos += 1
+        self.ws()
+
+    def name(self, allowed, seen) -> bytes:
+        # Matched on the raw bytes: a name written with an escape is never one of ours.
+        m = _NAME.match(self.line, self.pos)
+        if m is None or m.group(1) not in allowed or m.group(1) in seen:
+            raise _Decline
+        seen.add(m.group(1))
+        self.pos = m.end()
+        return m.group(1)
+
+    def more(self, close: int) -> bool:
+        """After a member or an element: True at a comma, False past ``close``."""
+        self.ws()
+        c = self.peek()
+        if c == 0x2C:
+            self.pos += 1
+            self.ws()
+            return True
+        if c != close:
+            raise _Decline
+        self.pos += 1
+        return False
+
+    def string(self) -> str:
+        """As orjson decodes it; declines raw controls, invalid UTF-8, unknown escapes and lone
+        surrogate escapes."""
+        line = self.line
+        if self.peek() != 0x22:
+            raise _Decline
+        p = self.pos + 1
+        out = []
+        while True:
+            q = _RUN.match(line, p).end()
+            try:
+                out.append(line[p:q].decode("utf-8"))  # strict: as orjson's validation
+            except UnicodeDecodeError:
+                raise _Decline from None
+            if q >= len(line) or line[q] != 0x5C:  # the closing quote, a control or the end
+                if q < len(line) and line[q] == 0x22:
+                    self.pos = q + 1
+                    return "".join(out)
+                raise _Decline
+            e = line[q + 1] if q + 1 < len(line) else -1
+            if e in _SHORT_ESCAPES:
+                out.append(_SHORT_ESCAPES[e])
+                p = q + 2
+                continue
+            if e != 0x75 or _HEX4.match(line, q + 2) is None:
+                raise _Decline
+            cp = int(line[q + 2 : q + 6], 16)
+            p = q + 6
+            if 0xD800 <= cp <= 0xDBFF:
+                if line[p : p + 2] != b"\\u" or _HEX4.match(line, p + 2) is None:
+                    raise _Decline
+                lo = int(line[p + 2 : p + 6], 16)
+                if not 0xDC00 <= lo <= 0xDFFF:
+                    raise _Decline
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00)
+                p += 6
+            elif 0xDC00 <= cp <= 0xDFFF:
+                raise _Decline
+            out.append(chr(cp))
+
+    def integer(self) -> int:
+        # "-0" is orjson's 0 but a spelling not worth the doubt: declined, as in the Cython twin
+        m = _INT.match(self.line, self.pos)
+        if m is None or m.group() == b"-0":
+            raise _Decline
+        self.pos = m.end()
+        return int(m.group())
+
+    def data(self):
+        if self.peek() == 0x22:
+            return self.string()
+        self.expect(0x7B)
+        obj, seen = {}, set()
+        while True:
+            name = self.name(_DATA_MEMBERS, seen)
+            obj[name.decode()] = self.string()
+            if not self.more(0x7D):
+                return obj
+
+    def value(self) -> dict:
+        self.expect(0x7B)
+        obj, seen = {}, set()
+        while True:
+            name = self.name(_VALUE_MEMBERS, seen)
+            if name in (b"type", b"permissions"):
+                obj[name.decode()] = self.string()
+            elif name == b"data":
+                obj["data"] = self.data()
+            elif name == b"ttl" and self.line.startswith(b"null", self.pos):
+                obj["ttl"] = None
+                self.pos += 4
+            else:  # index, ttl
+                obj[name.decode()] = self.integer()
+            if not self.more(0x7D):
+                return obj
+
+    def line_object(self):
+        """→ (handle, values) of the whole line."""
+        self.ws()
+        self.expect(0x7B)
+        handle = values = None
+        seen = set()
+        while True:
+            if self.name(_LINE_MEMBERS, seen) == b"handle":
+                handle = self.string()
+            else:
+                self.expect(0x5B)
+                values = []
+                while True:
+                    if len(values) == MAX_VALUES:
+                        raise _Decline
+                    values.append(self.value())
+                    if not self.more(0x5D):
+                        break
+            if not self.more(0x7D):
+                break
+        self.ws()
+        if self.pos != len(self.line) or len(seen) != 2:
+            raise _Decline
+        return handle, values
+
+
+def encode_jsonl_line(line, now, now_text, reserved_index, case_sensitive):
+    """One JSONL import line → ``(key, handle, blob)``, or None (decline).
+
+    ``line`` is the line's bytes; ``now``, ``now_text`` and ``reserved_index`` are
+    ``pack_json_values``' arguments.  Returns exactly what this reference gives, or None::
+
+        obj = orjson.loads(line)  # a dict whose members are exactly "handle" and "values"
+        handle = obj["handle"]  # a str
+        key = normalize_key(handle.encode("utf-8"), case_sensitive)
+        blob = pack_json_values(obj["values"], now, now_text, reserved_index)
+        return None if key is None or blob is None else (key, handle, blob)
+
+    None — decline: the caller runs ``orjson.loads`` and the general path, which gives the same
+    answer or the precise error — for anything outside this strict subset, which needs no
+    Python object but the results (the Cython twin scans the bytes once):
+
+    - one JSON object, JSON whitespace (space, tab, LF, CR) around and between tokens, holding
+      exactly the members "handle" (a string) and "values" (an array of 1..MAX_VALUES
+      objects), in either order;
+    - each value object's members as ``pack_json_values`` takes them: "index" and "ttl" JSON
+      integers (``-?(0|[1-9][0-9]{0,9})``; no fraction, exponent or "-0"), "ttl" also null,
+      "type" and "permissions" strings, "data" a string or exactly an object of the string
+      members "format" and "value";
+    - no member name twice in any object; every member name written without escapes;
+    - strings: UTF-8 that is valid (strictly: no overlong forms, encoded surrogates or code
+      points past U+10FFFF), no raw byte below 0x20 (orjson rejects them; raw DEL and C1 are
+      text), escapes ``\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX`` (either hex case) with a
+      surrogate pair read as one code point and a lone surrogate escape declined.
+    """
+    if not isinstance(line, bytes):
+        raise TypeError(f"encode_jsonl_line() needs bytes, not {type(line).__name__}")
+    try:
+        handle, values = _Scanner(line).line_object()
+    except _Decline:
+        return None
+    key = normalize_key(handle.encode("utf-8"), case_sensitive)
+    if key is None:
+        return None
+    blob = pack_json_values(values, now, now_text, reserved_index)
+    return None if blob is None else (key, handle, blob)
 
 
 # -- UDP datagram pump -----------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Numbers both hot-path twins share: limits of an identifier, the stored record layout v1,
-the Handle message fields the fast path reads, the UDP pump and the change log.
+the value limits and defaults a record packed from JSON obeys, the Handle message fields the fast
+path reads, the UDP pump and the change log.
 
 Restated here because ``native`` imports nothing of ours; ``tests/parity`` asserts they equal
 the values in ``resolver.record``, ``resolver.values``, ``resolver.identifier``,
@@ -16,6 +17,13 @@ HEADER_SIZE = 12
 DIR_SIZE = 16
 
 PERM_PUBLIC_READ = 0x02
+DEFAULT_PERMISSIONS = 0x0E  # admin read/write, public read (resolver.values)
+DEFAULT_TTL = 86400
+MAX_VALUES = 2048  # values of one record (resolver.values)
+MAX_DATA_LENGTH = 262144  # bytes of one value's data
+#: Types whose JSON ``data`` is typed (resolver.valuejson.data_to_json), compared after upper().
+STRUCTURED_TYPES = ("HS_ADMIN", "HS_VLIST", "HS_SITE", "HS_SITE.6", "HS_SITE.PREFIX",
+                    "HS_NA_DELEGATE", "HS_PUBKEY")  # fmt: skip
 VALUE_PERMS = 13  # offset of the permission byte inside an encoded value
 VALUE_TYPE = 14  # offset of the type's int4 length
 VALUE_MIN = 26  # fixed fields + empty type, data and reference list

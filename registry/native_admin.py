@@ -7,7 +7,9 @@ answers the op codes in ``OPCODES`` (handle.md §3.3): OC_CREATE_HANDLE (100), D
 (101), ADD_VALUE (102), REMOVE_VALUE (103), MODIFY_VALUE (104), LIST_HANDLES (105), the answer
 OC_CHALLENGE_RESPONSE (200), and for server admins OC_HOME_NA (300), UNHOME_NA (301),
 LIST_HOMED_NAS (302).  It also serves the authenticated read: a resolution without the
-public-only flag that selects values without public read (``challenge``, then ``_read``).
+public-only flag that selects values without public read (``challenge``, then ``_read``),
+decided by the one read rule (``resolver.core.grading``): important values for READ_VALUE
+holders, core values never (no TLS on the native protocol).
 
 The flow (handle.md §5; RFC 3652 §3.5; reference ``HandleServer.createChallenge`` /
 ``processRequest`` / ``authenticateUser``)::
@@ -352,7 +354,7 @@ class NativeAdmin:
 
         reg = self.registry
         if op == _OP.RESOLUTION:
-            result = await run(self._read, identity, body)
+            result = await run(self._read, identity, body, datagram=not stream)
             if result.outcome is not Outcome.OK:
                 return codec.error(ctx.env, ctx.payload, header, RC_FOR[result.outcome],
                                    result.message, version=ctx.version)  # fmt: skip
@@ -416,10 +418,13 @@ class NativeAdmin:
 
         return Authorizer(lookup, reg.server_admins, case_sensitive=reg.case_sensitive)
 
-    def _read(self, identity: Identity, body: ResolutionRequest) -> ResolveResult:
-        """The authenticated read: the selection, with values without public read when the
-        identity holds READ_VALUE on the handle (reference ``checkReadAccess``); Forbidden
-        (RC 401) when it selected such values without that right."""
+    def _read(self, identity: Identity, body: ResolutionRequest, *,
+              datagram: bool = False) -> ResolveResult:  # fmt: skip
+        """The authenticated read through the one read rule (``resolver.core.grading``): the
+        selection with the values the identity may see — important ones (and values without
+        public read) when it holds READ_VALUE on the handle (reference ``checkReadAccess``);
+        core ones never (the native protocol has no TLS).  Forbidden (RC 401) when it selected
+        restricted values without READ_VALUE, or when nothing it selected is visible to it."""
         ident = self.registry.parse(body.handle)
         types = tuple(t.decode("utf-8", "surrogateescape") for t in body.types)
         request = ResolveRequest(ident, types, body.indexes, public_only=False)
@@ -435,12 +440,16 @@ class NativeAdmin:
                 if blob is None:
                     raise HandleNotFound("Handle not found")
             values = tuple(unpack(bytes(blob)))
-            result = select(values, request)
+            record = Record(values)
+            grades = self.registry.grades(view, record)
+            result = select(values, request, grades)
             if result.outcome is not Outcome.AUTH_NEEDED:
                 return result  # nothing restricted selected (any more): the plain answer
-            self._authorizer(view).check(identity, Op.READ_VALUE, ident.text,
-                                         record=Record(values))  # fmt: skip
-        return select(values, dataclasses.replace(request, authenticated=True))
+            reader = self.registry.reader(view, identity, ident, record, tls=False,
+                                          datagram=datagram)  # fmt: skip
+            if not reader.may_read:  # Forbidden, naming the missing right
+                self._authorizer(view).check(identity, Op.READ_VALUE, ident.text, record=record)
+        return select(values, request, grades, reader)
 
     def _modify(self, identity: Identity, handle: str, values) -> None:
         """OC_MODIFY_VALUE: every index must exist (RC 200), then as ADD with overwrite."""

@@ -11,6 +11,13 @@ processes).  Timestamps of written values are set here, by the server (handle.md
 
 Identities are ``registry.authz.Identity``; ``None`` is an unauthenticated caller.  Operator
 tools pass ``OPERATOR``, which acts as a server admin and is logged with an empty identity.
+
+Metadata templates (``registry.templates``): every write plan — create (with or without
+overwrite), add/modify values, remove values, batch items, delete — runs
+``Templates.apply`` in its transaction after the authorization, so an instance is validated on
+every write, the permissions of its important and core fields are set, and the unique index
+follows it.  Reads go through the one read rule (``resolver.core.grading``): ``read`` returns
+the values the identity's ``Reader`` may see given the grades of the record's template.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ from typing import Callable, Iterable
 
 import orjson
 
-from registry.authz import Authorizer, Identity, Op
+from registry.authz import ALL_PERMS, Authorizer, Identity, Op, Perm
+from registry.templates import Templates
+from resolver.core.grading import ANONYMOUS, Grade, Reader, filter_values
 from resolver.errors import (
     AlreadyExists, AuthenticationNeeded, Forbidden, HandleNotFound, IdnodeError,
     InvalidIdentifier, InvalidValue, MalformedRequest, NoSuchValue, NotResponsible, Outcome,
@@ -39,6 +48,9 @@ from resolver.values import AdminRecord, HandleValue, decode_vlist
 MAX_BATCH = 2000
 BATCH_OPS = ("create", "update", "delete")
 _IDEM_PREFIX = b"idempotency:"
+
+#: HS_ADMIN rights that make an identity an owner of a handle's core data (``Registry.reader``).
+_OWNER_RIGHTS = ALL_PERMS & ~(Perm.READ_VALUE | Perm.LIST_HANDLES)
 
 #: Value types whose data has a structure the authorization depends on (handle.md §2.3).
 _STRUCTURED = {"HS_ADMIN": AdminRecord.from_bytes, "HS_VLIST": decode_vlist}
@@ -87,16 +99,21 @@ class WriteResult:
 
 
 class Registry:
-    """The registration service of one store.  ``server_admins`` come from config."""
+    """The registration service of one store.  ``server_admins`` come from config;
+    ``templates``: the store's ``registry.templates.Templates`` (None: one is made with the
+    same store, server admins, case rule and clock)."""
 
     def __init__(self, store: LmdbStore, *, server_admins: Iterable[Identity] = (),
                  case_sensitive: bool = False, allow_anonymous_list: bool = False,
-                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+                 clock: Callable[[], float] = time.time,
+                 templates: Templates | None = None) -> None:  # fmt: skip
         self.store = store
         self.server_admins = tuple(server_admins)
         self.case_sensitive = case_sensitive
         self.allow_anonymous_list = allow_anonymous_list
         self.clock = clock
+        self.templates = templates if templates is not None else Templates(
+            store, server_admins=self.server_admins, case_sensitive=case_sensitive, clock=clock)
 
     # -- helpers -----------------------------------------------------------------------------
     def parse(self, handle: str | bytes) -> Identifier:
@@ -179,6 +196,7 @@ class Registry:
         if old_blob is None:
             op = Op.ADD_DERIVED_PREFIX if ident.is_prefix_handle else Op.CREATE_HANDLE
             self._check(authz, identity, op, ident.text)
+            new = self.templates.apply(view, ident, new, None)
             return [_change(ident, pack(new), OpCode.CREATE_HANDLE)], True
         if not overwrite:
             raise AlreadyExists("Handle already exists")
@@ -186,6 +204,7 @@ class Registry:
         # create with overwrite (reference rule in registry.authz: the handle's own admins)
         self._check(authz, identity, Op.CREATE_HANDLE, ident.text, record=old,
                     touched=tuple(new))  # fmt: skip
+        new = self.templates.apply(view, ident, new, old)
         return [_change(ident, pack(new), OpCode.CREATE_HANDLE)], False
 
     def delete_handle(self, identity: Identity | None, handle: str) -> WriteResult:
@@ -199,6 +218,7 @@ class Registry:
         old = self._existing(view, ident)
         op = Op.DELETE_DERIVED_PREFIX if ident.is_prefix_handle else Op.DELETE_HANDLE
         self._check(self._authorizer(view), identity, op, ident.text, record=old)
+        self.templates.apply(view, ident, None, old)  # frees its unique values
         return [_change(ident, None, OpCode.DELETE_HANDLE)]
 
     def put_values(self, identity: Identity | None, handle: str, values: Iterable[HandleValue],
@@ -224,6 +244,7 @@ class Registry:
             # ADD_VALUE over an existing index is a modification (registry.authz)
             self._check(self._authorizer(view), identity, Op.ADD_VALUE, ident.text, record=old,
                         touched=tuple(given))  # fmt: skip
+            new = self.templates.apply(view, ident, new, old, given=given)
             op = OpCode.MODIFY_VALUE if all(v.index in indexes for v in given) else OpCode.ADD_VALUE
             return [_change(ident, pack(new), op)]
 
@@ -244,13 +265,18 @@ class Registry:
             new = Record(v for v in old if v.index not in drop)
             self._check(self._authorizer(view), identity, Op.REMOVE_VALUE, ident.text,
                         record=old, touched=tuple(v for v in old if v.index in drop))  # fmt: skip
+            new = self.templates.apply(view, ident, new, old, given=())
             return [_change(ident, pack(new), OpCode.REMOVE_VALUE)]
 
         return WriteResult(ident.text, False, self.store.update(plan, _who(identity)))
 
-    def read(self, identity: Identity | None, handle: str) -> Record | None:
-        """Authenticated read: every value the identity may read — public-read values, and
-        admin-read values when it holds READ_VALUE on the handle.  None: no such handle."""
+    def read(self, identity: Identity | None, handle: str, *, tls: bool = False
+             ) -> Record | None:  # fmt: skip
+        """Authenticated read: the values the identity may see (``resolver.core.grading``):
+        general ones; important ones (and values without public read) when it holds
+        READ_VALUE on the handle; core ones when it is an owner and ``tls`` (the answer goes
+        over TLS).  Without a read right: the public view, as an anonymous reader.  OPERATOR
+        reads everything.  None: no such handle."""
         ident = self.parse(handle)
         with self.store.view() as view:
             self._held(view, ident)
@@ -258,14 +284,43 @@ class Registry:
             if blob is None:
                 return None
             record = unpack(bytes(blob))
-            if identity is None:
-                return Record(v for v in record if v.public_read)
-            authz = self._authorizer(view)
-            try:
-                self._check(authz, identity, Op.READ_VALUE, ident.text, record=record)
-            except Forbidden:  # no read right: the public view, as an anonymous reader
-                return Record(v for v in record if v.public_read)
-            return record
+            if identity is OPERATOR:
+                return record
+            grades = self.templates.grades(view, record)
+            reader = self.reader(view, identity, ident, record, tls=tls)
+            return Record(filter_values(record, grades, reader))
+
+    def grades(self, view, record: Record) -> dict[int, Grade]:
+        """Index → grade of the fields of ``record``'s template (``Templates.grades``)."""
+        return self.templates.grades(view, record)
+
+    def reader(self, view, identity: Identity | None, ident: Identifier, record: Record, *,
+               tls: bool = False, datagram: bool = False) -> Reader:  # fmt: skip
+        """The ``grading.Reader`` of ``identity`` for the handle ``ident`` (current
+        ``record``), read in ``view``.
+
+        ``may_read``: READ_VALUE on the handle (``Authorizer.check``; server admins with full
+        access hold it).  ``owner``: an HS_ADMIN value of the handle, or of its prefix handle
+        ``0.NA/<prefix>``, references the identity (directly or through HS_VLIST groups) with
+        a right beyond READ_VALUE and LIST_HANDLES — so an HS_ADMIN granting only READ_VALUE
+        makes a reader of important data, not an owner of core data; a server admin is not an
+        owner by being one."""
+        if identity is None:
+            return ANONYMOUS
+        if identity is OPERATOR:
+            return Reader(True, True, True, tls, datagram)
+        authz = self._authorizer(view)
+        try:
+            authz.check(identity, Op.READ_VALUE, ident.text, record=record)
+            may_read = True
+        except Forbidden:
+            may_read = False
+        owner = bool(authz.rights(identity, record) & _OWNER_RIGHTS)
+        if not owner and not ident.is_prefix_handle:
+            na = view.get_prefix(ident.prefix_key)
+            owner = na is not None and bool(authz.rights(identity, unpack(bytes(na)))
+                                            & _OWNER_RIGHTS)  # fmt: skip
+        return Reader(True, may_read, owner, tls, datagram)
 
     def apply_batch(self, identity: Identity | None, items: list[BatchItem], *,
                     idempotency_key: str | None = None, fingerprint: bytes = b""

@@ -2,7 +2,9 @@
 store, engine, registry and servers together.
 
 Commands: ``serve`` (supervisor + workers), ``load FILE.jsonl``, ``check-config FILE``,
-``stat``, ``resolve HANDLE`` (a client of any node).  Exit codes: 0 success, 1 operational
+``stat``, ``resolve HANDLE`` (a client of any node); the registry's tools ``prefix``,
+``identity``, ``create``/``modify``/``delete`` and ``import FILE --prefix P`` (bulk import jobs,
+``registry.import_cli``).  Exit codes: 0 success, 1 operational
 failure (bad records, store full; for ``resolve``: any response code but 1), 2 bad usage or
 configuration (for ``resolve``: also an unreachable server).
 """
@@ -64,10 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     res.add_argument("--json", action="store_true",
                      help="print the Handle.net v9 REST JSON of the answer")  # fmt: skip
     res.add_argument("--timeout", type=float, default=10.0, help="seconds to wait in all (10)")
-    from registry import admin_cli, operator_cli  # the composition root wires the tools
+    from registry import admin_cli, import_cli, operator_cli  # the composition root wires them
 
     operator_cli.register(sub)
     admin_cli.register(sub)
+    import_cli.register(sub)
     return parser
 
 
@@ -142,7 +145,7 @@ def _run_worker(cfg) -> None:
         # one authenticator: REST and native failed logins count together
         native = NativeAdmin(admin.registry, admin.authenticator)
         asyncio.run(lifecycle.run_worker(store, resolver, cfg, cfg.http_port, cfg.handle_port,
-                                         admin=admin, operator=_operator_http(admin),
+                                         admin=admin, extensions=_extensions(admin),
                                          native_admin=native))  # fmt: skip
     finally:
         store.close()
@@ -172,6 +175,17 @@ def _operator_http(admin):
     from resolver.servers.http_operator import OperatorHttp
 
     return OperatorHttp(Operator(admin.registry), admin)
+
+
+def _extensions(admin) -> tuple:
+    """The ``/api/v1/`` drivers beyond the Handle.net API: operator endpoints, import jobs,
+    metadata templates."""
+    from registry.imports import Importer
+    from resolver.servers.http_imports import ImportsHttp
+    from resolver.servers.http_templates import TemplatesHttp
+
+    return (_operator_http(admin), ImportsHttp(admin, Importer(admin.registry)),
+            TemplatesHttp(admin, admin.registry.templates))
 
 
 def _has_uvloop() -> bool:
@@ -353,6 +367,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command in admin_cli.COMMANDS:
         return admin_cli.run(args)
+    from registry import import_cli
+
+    if args.command in import_cli.COMMANDS:
+        return import_cli.run(args)
     try:
         cfg = config_mod.load(args.config, _overrides(args))
     except ConfigError as exc:

@@ -7,6 +7,7 @@ Every exception that can reach a client is an ``IdnodeError`` subclass with a cl
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 
 
@@ -80,6 +81,44 @@ class InvalidValue(IdnodeError):
     """Invalid handle value"""
 
     outcome = Outcome.INVALID_VALUE
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FieldError:
+    """One violation of a metadata template (registry.templates).
+
+    ``path``: where in the request body, e.g. ``values[3].data.value``, ``values`` (a missing
+    required field), ``fields[2].type`` (a template definition).  ``index``: the value or field
+    index concerned, if any.  ``field``: the template field's name (or the value type).
+    """
+
+    path: str
+    index: int | None
+    field: str
+    message: str
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "field": self.field, "index": self.index,
+                "message": self.message}  # fmt: skip
+
+
+class TemplateViolation(InvalidValue):
+    """The values do not fit their metadata template"""
+
+    outcome = Outcome.INVALID_VALUE
+    #: Violations named in the message (Handle RC 202 carries only the message).
+    SHOWN = 3
+
+    def __init__(self, errors) -> None:
+        self.errors: tuple[FieldError, ...] = tuple(errors)
+        shown = "; ".join(f"{e.path}: {e.message}" for e in self.errors[: self.SHOWN])
+        more = len(self.errors) - self.SHOWN
+        if more > 0:
+            shown += f" (and {more} more)"
+        super().__init__(shown or "The values do not fit their metadata template")
+
+    def __reduce__(self):  # pickles (a process pool) with its errors, not its message
+        return (type(self), (self.errors,))
 
 
 class MalformedRequest(IdnodeError):

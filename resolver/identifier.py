@@ -57,6 +57,16 @@ class Identifier:
         return self.text
 
 
+def key_of(raw: str, *, case_sensitive: bool = False) -> bytes:
+    """Just the storage key of a handle (bulk paths: no ``Identifier`` object); the same rule
+    and errors as ``Identifier.parse``."""
+    data = raw.encode("utf-8", "surrogatepass")
+    key = native.normalize_key(data, case_sensitive)
+    if key is None:
+        raise InvalidIdentifier(explain_invalid(data))
+    return key
+
+
 def ancestry(prefix: bytes) -> list[bytes]:
     """``88.118.8`` → ``[88.118.8, 88.118, 88]``: the candidates of a longest-prefix match."""
     out = [prefix]

@@ -3,7 +3,9 @@
 Owns ``Record`` (the ordered values of one identifier) and ``pack``/``unpack`` between a record
 and the bytes kept in LMDB.  Both the Handle wire form and the REST JSON form are produced here
 once, at write time, so that every front-end answers a hit with a copy and a splice instead of a
-serialization.  Imports ``values``, ``valuejson``, ``errors``.
+serialization.  ``pack_from_json`` goes straight from parsed JSON values to these bytes (an import
+line), through ``native.pack_json_values`` where the values allow.  Imports ``values``,
+``valuejson``, ``errors`` and ``native``.
 
 Stored record, format v1 (all integers big-endian, unsigned)::
 
@@ -34,9 +36,10 @@ from typing import Iterable
 
 import orjson
 
+import native
 from resolver.errors import CorruptRecord, InvalidValue
 from resolver.values import MAX_VALUES, HandleValue, Reader, encode_value, read_value
-from resolver.valuejson import value_to_json
+from resolver.valuejson import iso_utc, value_from_json, value_to_json
 
 LAYOUT_VERSION = 1
 FLAG_ALL_PUBLIC = 0x01
@@ -88,6 +91,60 @@ def pack(record: Record) -> bytes:
     flags = FLAG_ALL_PUBLIC if record and all(v.public_read for v in record) else 0
     return b"".join([HEADER.pack(LAYOUT_VERSION, flags, len(record), len(wire), len(js)),
                      *directory, wire, js])  # fmt: skip
+
+
+#: The IDIS template value (issue 5): lines carrying it take the general path, where the template
+#: rules apply.
+TEMPLATE_INDEX = 1001
+
+_pack_json_values = native.pack_json_values
+_now_text: tuple[int, bytes] = (-1, b"")  # (now, iso_utc(now)): one formatting per second
+
+
+def pack_from_json(values, now: int) -> bytes:
+    """Parsed JSON values of one identifier (handle.md §7.2) → stored bytes, every value stamped
+    ``now``; equal to ``pack(Record(value_from_json(v, now=now) for v in values))``.
+
+    The native fast path encodes the common shapes (plain string data, no template index); any
+    other value, and any error, goes through ``value_from_json``, which raises ``InvalidValue``.
+    """
+    global _now_text
+    if type(now) is int and 0 <= now <= 0x7FFFFFFF:
+        cached = _now_text
+        if cached[0] != now:
+            cached = _now_text = (now, iso_utc(now).encode("ascii"))
+        blob = _pack_json_values(values, now, cached[1], TEMPLATE_INDEX)
+        if blob is not None:
+            return blob
+    if not isinstance(values, list):
+        raise InvalidValue("values must be a JSON array")
+    record = Record(value_from_json(v, now=now) for v in values).validate()
+    try:
+        return pack(record)
+    except UnicodeEncodeError:  # a type or reference handle with a lone surrogate
+        raise InvalidValue("a value holds text that is not valid Unicode") from None
+
+
+def pack_fast(values, now: int) -> bytes | None:
+    """The native encoder alone: ``pack_from_json``'s bytes, or None where it declines (the
+    caller then takes the general path — bulk imports, which route template lines apart)."""
+    global _now_text
+    cached = _now_text
+    if cached[0] != now:
+        if type(now) is not int or not 0 <= now <= 0x7FFFFFFF:
+            return None
+        cached = _now_text = (now, iso_utc(now).encode("ascii"))
+    return _pack_json_values(values, now, cached[1], TEMPLATE_INDEX)
+
+
+def jsonl_encoder(now: int, case_sensitive: bool = False):
+    """``fast(line) -> (key, handle, stored record) | None`` for JSON Lines import lines
+    (``registry.import_lines.LineParser(fast=...)``): the native encoder of a whole line,
+    values stamped ``now``; None where it declines (the caller parses the line itself)."""
+    if type(now) is not int or not 0 <= now <= 0x7FFFFFFF:
+        return None
+    encode, text = native.encode_jsonl_line, iso_utc(now).encode("ascii")
+    return lambda line: encode(line, now, text, TEMPLATE_INDEX, case_sensitive)
 
 
 def sections(blob: bytes) -> tuple[int, int, list[tuple[int, int, int, int]], bytes, bytes]:

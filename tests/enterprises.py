@@ -3,12 +3,14 @@
 ``enterprise(prefix, secret=..., pubkey=...)``: ``0.NA/<prefix>`` with an HS_ADMIN naming the
 group ``200:0.NA/<prefix>``, the group's HS_VLIST, and the identities in it —
 ``300:<prefix>/ADMIN`` holding an HS_SECKEY (admin-read only) and, with ``pubkey`` (the
-HS_PUBKEY value data), ``300:<prefix>/KEYS`` holding it.
+HS_PUBKEY value data), ``300:<prefix>/KEYS`` holding it.  ``enterprise_changes``: the same as
+store changes, for tests that write a store directly.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 
 ALL = "011111111111"
 
@@ -30,3 +32,19 @@ def enterprise(prefix: str, secret: str, pubkey: bytes | None = None) -> list[di
     na = {"handle": f"0.NA/{prefix}", "values": [admin_value(prefix), {
         "index": 200, "type": "HS_VLIST", "data": {"format": "vlist", "value": members}}]}
     return [na, *lines]
+
+
+def enterprise_changes(prefix: str, secret: str | bytes, pubkey: bytes | None = None) -> list:
+    """``enterprise(...)`` as ``resolver.store.Change`` objects (through ``idnode load``'s
+    line parser, so both forms hold the same records)."""
+    from registry.bulk import parse_line
+    from resolver.record import pack
+    from resolver.store import Change
+
+    if isinstance(secret, bytes):
+        secret = secret.decode()
+    out = []
+    for line in enterprise(prefix, secret, pubkey):
+        parsed = parse_line(json.dumps(line), now=1)
+        out.append(Change(parsed.key, pack(parsed.record), parsed.prefix))
+    return out

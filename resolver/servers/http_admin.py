@@ -68,7 +68,8 @@ def not_allowed(request: web.BaseRequest, allow: str) -> web.Response:
 
 
 def error_response(exc: IdnodeError, handle: str | None) -> web.Response:
-    body = codec.error_body(RC_FOR[exc.outcome], handle, exc.message)
+    body = codec.error_body(RC_FOR[exc.outcome], handle, exc.message,
+                            errors=getattr(exc, "errors", None))  # per-field (templates)
     extra = None
     if isinstance(exc, _Challenge):
         extra = {"WWW-Authenticate": exc.header}
@@ -88,6 +89,16 @@ async def read_body(request: web.BaseRequest, limit: int) -> bytes:
         if size > limit:
             raise MalformedRequest("Request body too large")
         chunks.append(chunk)
+
+
+async def json_body(request: web.BaseRequest, limit: int = MAX_BODY) -> bytes:
+    """The body of a JSON write: ``Content-Type: application/json`` and at most ``limit``."""
+    ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise MalformedRequest("Unsupported media type: use application/json")
+    if request.content_length is not None and request.content_length > limit:
+        raise MalformedRequest("Request body too large")
+    return await read_body(request, limit)
 
 
 def _is_loopback(remote: str | None) -> bool:
@@ -197,12 +208,7 @@ class AdminHttp:
         return await loop.run_in_executor(None, lambda: fn(*args, **kw))
 
     async def _put(self, request, identity, handle: str, params: dict, indexes: list[str]):
-        ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            raise MalformedRequest("Unsupported media type: use application/json")
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            raise MalformedRequest("Request body too large")
-        body = await read_body(request, MAX_BODY)
+        body = await json_body(request)
         if _flag(params, "mintNewSuffix", False):
             if not handle.endswith("/"):
                 raise MalformedRequest("mintNewSuffix needs a handle ending in '/'")
@@ -243,7 +249,7 @@ class AdminHttp:
         try:
             identity, token = await self.identity(request)
             ident = Identifier.parse(handle, case_sensitive=self.case_sensitive)
-            record = self.registry.read(identity, handle)
+            record = self.registry.read(identity, handle, tls=request.secure)
             if record is None:
                 body = codec.error_body(RC_FOR[Outcome.NOT_FOUND], ident.text)
                 return _response(STATUS_FOR[Outcome.NOT_FOUND], body)

@@ -297,9 +297,11 @@ class HttpFrontEnd:
     dispatch is a string test.  Nothing escapes: any exception becomes a JSON 500, logged once.
     """
 
-    def __init__(self, api: HandleApi, operator=None) -> None:
+    def __init__(self, api: HandleApi, extensions=()) -> None:
         self.api = api
-        self.operator = operator
+        #: ``/api/v1/`` drivers (operator, imports, templates): each ``dispatch(request)``
+        #: answers a path it owns, None for any other.
+        self.extensions = tuple(extensions)
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
@@ -316,10 +318,11 @@ class HttpFrontEnd:
                 return await self.api.admin.batches(request)
             if path.startswith(SESSIONS) and self.api.admin is not None:
                 return await self.api.admin.session_endpoint(request)
-            if self.operator is not None and path.startswith("/api/v1/"):
-                resp = await self.operator.dispatch(request)
-                if resp is not None:
-                    return resp
+            if path.startswith("/api/v1/"):
+                for ext in self.extensions:
+                    resp = await ext.dispatch(request)
+                    if resp is not None:
+                        return resp
             return await self.api.unknown(request)
         except IdnodeError as exc:
             log.warning("E010 %s on %s %s: %s", type(exc).__name__, request.method, request.path, exc)
@@ -330,11 +333,11 @@ class HttpFrontEnd:
 
 
 def make_handler(store: LmdbStore, resolver: Resolver, config: Config,
-                 admin: AdminHttp | None = None, operator=None) -> HttpFrontEnd:  # fmt: skip
+                 admin: AdminHttp | None = None, extensions=()) -> HttpFrontEnd:  # fmt: skip
     """The request handler for ``JsonServer`` (see ``lifecycle.run_http``); ``admin`` brings
-    writes and authenticated reads (None: a read-only API), ``operator`` the server admins'
-    ``/api/v1/`` endpoints (``http_operator.OperatorHttp``)."""
-    return HttpFrontEnd(HandleApi(store, resolver, config, admin), operator)
+    writes and authenticated reads (None: a read-only API), ``extensions`` the other
+    ``/api/v1/`` drivers (``http_operator.OperatorHttp``, ``http_imports.ImportsHttp``, ...)."""
+    return HttpFrontEnd(HandleApi(store, resolver, config, admin), extensions)
 
 
 class _JsonErrorRequestHandler(RequestHandler):

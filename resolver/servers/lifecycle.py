@@ -43,15 +43,19 @@ def install_event_loop_policy() -> str:
 
 
 async def run_worker(store: LmdbStore, resolver: Resolver, config: Config, http_port: int,
-                     handle_port: int, admin=None, operator=None,
+                     handle_port: int, admin=None, extensions=(),
                      native_admin=None) -> None:  # fmt: skip
     """Serve HTTP(S), Handle UDP and Handle TCP on SO_REUSEPORT sockets until SIGTERM or
     SIGINT; then stop accepting, let in-flight work finish (≤ ``drain_seconds``) and return.
     ``admin``: the REST writes (``http_admin.AdminHttp``), None for a read-only API;
-    ``operator``: the server admins' endpoints (``http_operator.OperatorHttp``);
+    ``extensions``: the other ``/api/v1/`` drivers (operator, imports, templates);
     ``native_admin``: admin operations over the Handle protocol (``registry.native_admin``)."""
+    # A worker runs blocking work (LMDB commits, import jobs) in threads; the event loop that
+    # answers UDP and HTTP must get the GIL back within 1 ms, not CPython's default 5 ms, or a
+    # running import shows in the resolution p99 (bench/RESULTS.md, import).
+    sys.setswitchinterval(0.001)
     http = web.ServerRunner(
-        JsonServer(http_app.make_handler(store, resolver, config, admin, operator),
+        JsonServer(http_app.make_handler(store, resolver, config, admin, extensions),
                    access_log=None,
                    max_field_size=16384),
         shutdown_timeout=config.drain_seconds, handle_signals=False,

@@ -48,6 +48,8 @@ class LoggedChange:
     identity: str = ""
     before: bytes | None = None
     after: bytes | None = None
+    #: ``ACTION_IMPORT`` only: the records keys the chunk created (``after`` digests them all)
+    detail: tuple[bytes, ...] = ()
 
 
 class Store(Protocol):

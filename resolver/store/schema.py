@@ -34,7 +34,10 @@ PREFIXES = b"prefixes"
 CHANGES = b"changes"
 #: ``meta``: key = ASCII name; value = ASCII or raw bytes (format_version, created, node_id,
 #: session_key; ``handle_session:<16-byte id hash>`` = "expiry:identity" of an authenticated
-#: REST session, registry.sessions).
+#: REST session, registry.sessions; ``idempotency:…`` batch answers, registry.service;
+#: ``template:<scope>:<name>:<version>`` and ``uniq:…``, registry.templates; ``import:job:``,
+#: ``import:err:`` and ``import:key:`` entries of import jobs, registry.imports — each module
+#: documents its own layout).
 META = b"meta"
 #: ``disabled``: key = normalised prefix without ``0.NA/``, as in ``prefixes`` # KEY_FORMAT;
 #: value = the stored record of the prefix handle of a prefix the operator disabled.
@@ -66,6 +69,20 @@ ACTION_DELETE = 2
 ACTION_UPDATE = 3
 ACTION_HOME_PREFIX = 4  # also: a disabled prefix enabled (DISABLED)
 ACTION_UNHOME_PREFIX = 5  # also: a prefix disabled (DISABLED)
+#: One entry per committed import chunk (registry.imports): key = ``import:<job id>:<first
+#: line>-<last line>``, op 0, before = none, after = SHA-256 of the concatenated records the
+#: chunk created (in the order of the detail); after the digests, the per-identifier detail:
+#:
+#:     u32 n, then n times: u16 key length, the records key (ascending)
+#:
+#: One entry instead of n, and one digest over the chunk instead of n: a chunk of 20,000
+#: creations costs one log put and one hash (which runs without the GIL).  Every identifier of
+#: the detail was created (never updated) by that transaction, so the workers' record caches,
+#: which hold only records they have read, have nothing to forget for it.  Added without a
+#: format bump: entries of the other actions are unchanged.
+ACTION_IMPORT = 6
+IMPORT_COUNT = struct.Struct(">I")
+IMPORT_ITEM = struct.Struct(">H")  # key length; then the key
 
 META_FORMAT_VERSION = b"format_version"
 META_CREATED = b"created"

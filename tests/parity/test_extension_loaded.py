@@ -22,6 +22,8 @@ def test_implementation():
         assert native.http_resolve is _hotpath_py.http_resolve
         assert native.normalize_key is _hotpath_py.normalize_key
         assert native.json_escape is _hotpath_py.json_escape
+        assert native.pack_json_values is _hotpath_py.pack_json_values
+        assert native.encode_jsonl_line is _hotpath_py.encode_jsonl_line
     else:
         from native import _hotpath  # ImportError here: the extension was expected, not built
 
@@ -29,4 +31,6 @@ def test_implementation():
         assert native.http_resolve is _hotpath.http_resolve
         assert native.normalize_key is _hotpath.normalize_key
         assert native.json_escape is _hotpath.json_escape
+        assert native.pack_json_values is _hotpath.pack_json_values
+        assert native.encode_jsonl_line is _hotpath.encode_jsonl_line
         assert _hotpath.__file__.endswith((".so", ".pyd"))

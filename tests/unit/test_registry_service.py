@@ -24,7 +24,8 @@ from resolver.record import Record, pack
 from resolver.store import Change
 from resolver.store import schema as S
 from resolver.store.lmdb_store import LmdbStore
-from resolver.values import AdminRecord, HandleValue, encode_vlist
+from resolver.values import AdminRecord, HandleValue
+from tests.enterprises import enterprise_changes
 
 T0 = 1_800_000_000
 ALL = 0x7FF
@@ -42,18 +43,10 @@ def admin_value(handle: str, index: int, perms: int = ALL) -> HandleValue:
     return v(100, "HS_ADMIN", AdminRecord(handle, index, perms).to_bytes())
 
 
-def _enterprise(prefix: str, secret: bytes) -> list[Change]:
-    na = Record([admin_value(f"0.NA/{prefix}", 200),
-                 v(200, "HS_VLIST", encode_vlist([(f"{prefix}/ADMIN", 300)]))])  # fmt: skip
-    ident = Record([admin_value(f"0.NA/{prefix}", 200), v(300, "HS_SECKEY", secret, 0x0C)])
-    return [Change(prefix.encode(), pack(na), prefix=True),
-            Change(f"{prefix}/ADMIN".upper().encode(), pack(ident))]  # fmt: skip
-
-
 @pytest.fixture
 def store(tmp_path):
     s = LmdbStore(tmp_path / "s", map_size=64 << 20)
-    s.write(_enterprise("88.118.8", b"secret-8") + _enterprise("88.118.9", b"secret-9")
+    s.write(enterprise_changes("88.118.8", b"secret-8") + enterprise_changes("88.118.9", b"secret-9")
             + [Change(b"88.118", pack(Record([v(300, "HS_SECKEY", b"root", 0x0C)])),
                       prefix=True)])  # fmt: skip
     yield s
@@ -326,7 +319,7 @@ def test_batch_results_per_item_and_one_transaction(reg, store):
 def test_batch_idempotency_is_committed_with_the_changes(tmp_path):
     s = LmdbStore(tmp_path / "small", map_size=1 << 20)  # too small for the first attempt
     try:
-        s.write(_enterprise("88.118.8", b"secret-8"))
+        s.write(enterprise_changes("88.118.8", b"secret-8"))
         r = Registry(s, clock=lambda: T0)
         big = _batch(400, "BIG", size=3000)
         with pytest.raises(StoreFull):

@@ -7,6 +7,8 @@ Shapes (key order matters — clients and our parity tests compare bytes):
   (reference ``GsonUtility.serializeResponseToRequest``).
 * listing:        ``{"responseCode":1,"prefix":P,"totalCount":"N"[,"page":p,"pageSize":s],"handles":[…]}``
 * write success:  ``{"responseCode":1,"handle":H}``
+* template violation (idnode extension, issue 5): the error shape with a last member
+  ``"errors":[{"path","field","index","message"}]``, one per violated field.
 Each V is ``resolver.valuejson.value_to_json``; the stored JSON section holds the same bytes.
 
 Request bodies of writes (``parse_values_body``): a JSON array of values, ``{"values": [...]}``
@@ -99,7 +101,10 @@ def batch_body(txn_id: int, results) -> bytes:
 
 
 def error_body(rc: int, handle: str | None = None, message: str = "", *,
-               empty_values: bool = False) -> bytes:  # fmt: skip
+               empty_values: bool = False, errors=None) -> bytes:  # fmt: skip
+    """``errors``: the per-field violations of a metadata template (``FieldError`` objects,
+    ``resolver.errors.TemplateViolation.errors``), appended as ``"errors":[{"path","field",
+    "index","message"}]``; None (the default) leaves the Handle.net shape unchanged."""
     obj: dict = {"responseCode": int(rc)}
     if message:
         obj["message"] = message
@@ -107,6 +112,8 @@ def error_body(rc: int, handle: str | None = None, message: str = "", *,
         obj["values"] = []
     if handle:
         obj["handle"] = handle
+    if errors is not None:
+        obj["errors"] = [e.to_json() for e in errors]
     return orjson.dumps(obj)
 
 
@@ -122,13 +129,14 @@ def listing_body(prefix: str, total: int, handles: list[str], page: int | None,
 
 
 #: Change-log actions by number (resolver/store/schema.py ACTION_*).
-ACTION_NAMES = {1: "create", 2: "delete", 3: "update", 4: "home", 5: "unhome"}
+ACTION_NAMES = {1: "create", 2: "delete", 3: "update", 4: "home", 5: "unhome", 6: "import"}
 
 
 def changes_body(changes) -> bytes:
     """``GET /api/v1/changes``: ``{"responseCode":1,"changes":[…],"next":N}`` — each change
     ``{"txnId","time","action","op","handle","identity","before","after"}`` (time ISO-8601 UTC
-    to the millisecond, digests SHA-256 hex or null); ``next`` is the ``after`` that continues
+    to the millisecond, digests SHA-256 hex or null; an import chunk adds ``"created"``,
+    the identifiers it created, and its "after" is the SHA-256 of their records concatenated); ``next`` is the ``after`` that continues
     the listing (the last txnId; 0 when empty)."""
     out = []
     last = 0
@@ -145,6 +153,8 @@ def changes_body(changes) -> bytes:
             "before": c.before.hex() if c.before else None,
             "after": c.after.hex() if c.after else None,
         })  # fmt: skip
+        if c.detail:  # an import chunk: every identifier it created ("after" digests them all)
+            out[-1]["created"] = [k.decode("utf-8", "replace") for k in c.detail]
         last = c.txn_id
     return orjson.dumps({"responseCode": 1, "changes": out, "next": last})
 
