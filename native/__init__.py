@@ -1,11 +1,11 @@
 """Hot-path selector: the Cython extension when built, else its pure-Python twin.
 
 Exports ``normalize_key``, ``http_resolve``, ``handle_resolve``, ``json_escape``,
-``pack_json_values``, ``encode_jsonl_line``, ``UdpPump``, ``RecordCache``, ``BATCH`` and
-``IMPLEMENTATION`` (``"cython"`` or ``"python"``).  ``IDNODE_NO_EXTENSIONS=1`` forces the twin at
-run time.  Both twins take bytes, parsed JSON or py-lmdb objects and return bytes (or a tuple
-with bytes) or None; see ``_hotpath_py`` for the contracts.  This package imports nothing of
-ours (checked by tests/meta).
+``pack_json_values``, ``encode_jsonl_line``, ``encode_jsonl_lines``, ``encode_csv_row``,
+``UdpPump``, ``RecordCache``, ``BATCH`` and ``IMPLEMENTATION`` (``"cython"`` or ``"python"``).
+``IDNODE_NO_EXTENSIONS=1`` forces the twin at run time.  Both twins take bytes, parsed JSON,
+CSV rows or py-lmdb objects and return bytes (or tuples and lists of bytes) or None; see
+``_hotpath_py`` for the contracts.  This package imports nothing of ours (checked by tests/meta).
 """
 
 import os
@@ -30,9 +30,12 @@ handle_resolve = _impl.handle_resolve
 json_escape = _impl.json_escape
 pack_json_values = _impl.pack_json_values
 encode_jsonl_line = _impl.encode_jsonl_line
+encode_jsonl_lines = _impl.encode_jsonl_lines
+encode_csv_row = _impl.encode_csv_row
 UdpPump = _impl.UdpPump
 RecordCache = _impl.RecordCache
 BATCH = _impl.BATCH
 
 __all__ = ["IMPLEMENTATION", "normalize_key", "http_resolve", "handle_resolve", "json_escape",
-           "pack_json_values", "encode_jsonl_line", "UdpPump", "RecordCache", "BATCH"]
+           "pack_json_values", "encode_jsonl_line", "encode_jsonl_lines", "encode_csv_row",
+           "UdpPump", "RecordCache", "BATCH"]

@@ -82,7 +82,8 @@ cdef object _MISS = object()
 
 
 cdef inline unsigned int _u32(const unsigned char* p) noexcept nogil:
-    return (<unsigned int>p[0] << 24) | (<unsigned int>p[1] << 16) | (<unsigned int>p[2] << 8) | p[3]
+    return ((<unsigned int>p[0] << 24) | (<unsigned int>p[1] << 16)
+            | (<unsigned int>p[2] << 8) | p[3])
 
 
 cdef inline void _put32(unsigned char* p, unsigned int x) noexcept nogil:
@@ -98,11 +99,44 @@ cdef inline unsigned char _up(unsigned char c) noexcept nogil:
     return c
 
 
-cdef int _valid_utf8_no_controls(const unsigned char* s, Py_ssize_t n) noexcept nogil:
-    """Strict UTF-8 (as Python's codec: no overlongs, surrogates or > U+10FFFF), no C0/DEL/C1."""
-    cdef Py_ssize_t i = 0
-    cdef unsigned char c, c1
+cdef inline int _utf8_seq(const unsigned char* p) noexcept nogil:
+    """Length of the UTF-8 sequence at ``p`` (a byte >= 0x80), 0 if it is not strict UTF-8
+    as Python's codec and orjson read it (overlong, surrogate, > U+10FFFF, truncated).  Reads
+    a continuation byte only after the previous one was one: a NUL (CPython's terminator of a
+    bytes object) stops it."""
+    cdef unsigned char c = p[0], c1 = p[1]
     cdef int need
+    if c < 0xC2:
+        return 0
+    elif c < 0xE0:
+        need = 1
+    elif c < 0xF0:
+        need = 2
+    elif c < 0xF5:
+        need = 3
+    else:
+        return 0
+    if (c1 & 0xC0) != 0x80:
+        return 0
+    if (c == 0xE0 and c1 < 0xA0) or (c == 0xED and c1 >= 0xA0):
+        return 0
+    if (c == 0xF0 and c1 < 0x90) or (c == 0xF4 and c1 >= 0x90):
+        return 0
+    if need >= 2 and (p[2] & 0xC0) != 0x80:
+        return 0
+    if need == 3 and (p[3] & 0xC0) != 0x80:
+        return 0
+    return need + 1
+
+
+cdef int _valid_utf8_no_controls(const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    """Strict UTF-8 (as Python's codec: no overlongs, surrogates or > U+10FFFF), no C0/DEL/C1.
+    ``s`` need not be terminated: a sequence in the last 3 bytes is read from a zero-padded
+    copy, so nothing past ``n`` is read and a truncated one fails."""
+    cdef Py_ssize_t i = 0
+    cdef unsigned char c
+    cdef unsigned char tail[4]
+    cdef int k
     while i < n:
         c = s[i]
         if c < 0x80:
@@ -110,36 +144,15 @@ cdef int _valid_utf8_no_controls(const unsigned char* s, Py_ssize_t n) noexcept 
                 return 0
             i += 1
             continue
-        if c < 0xC2:
-            return 0
-        elif c < 0xE0:
-            need = 1
-        elif c < 0xF0:
-            need = 2
-        elif c < 0xF5:
-            need = 3
+        if n - i >= 4:
+            k = _utf8_seq(s + i)
         else:
+            tail[0] = tail[1] = tail[2] = tail[3] = 0
+            memcpy(tail, s + i, n - i)
+            k = _utf8_seq(tail)
+        if k == 0 or (c == 0xC2 and s[i + 1] < 0xA0):  # C1 control U+0080..U+009F
             return 0
-        if i + need >= n:
-            return 0  # truncated sequence
-        c1 = s[i + 1]
-        if (c1 & 0xC0) != 0x80:
-            return 0
-        if c == 0xC2 and c1 < 0xA0:
-            return 0  # C1 control U+0080..U+009F
-        if c == 0xE0 and c1 < 0xA0:
-            return 0
-        if c == 0xED and c1 >= 0xA0:
-            return 0  # surrogates
-        if c == 0xF0 and c1 < 0x90:
-            return 0
-        if c == 0xF4 and c1 >= 0x90:
-            return 0
-        if need >= 2 and (s[i + 2] & 0xC0) != 0x80:
-            return 0
-        if need == 3 and (s[i + 3] & 0xC0) != 0x80:
-            return 0
-        i += need + 1
+        i += k
     return 1
 
 
@@ -379,7 +392,8 @@ cdef bint _layout(const unsigned char* b, Py_ssize_t size, Layout* L) noexcept n
     return L.jstart + L.jlen == size
 
 
-cdef inline bint _eq_ci(const unsigned char* a, const unsigned char* b, Py_ssize_t n) noexcept nogil:
+cdef inline bint _eq_ci(const unsigned char* a, const unsigned char* b,
+                        Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(n):
         if _up(a[i]) != _up(b[i]):
@@ -759,6 +773,10 @@ cdef extern from "Python.h":
     bint PyDict_CheckExact(object o)
     bint PyUnicode_CheckExact(object o)
     bint PyLong_CheckExact(object o)
+    bint PyBytes_CheckExact(object o)
+    bint PyTuple_CheckExact(object o)
+    Py_ssize_t PyTuple_GET_SIZE(object o)
+    PyObject* PyTuple_GET_ITEM(object o, Py_ssize_t i)
     Py_ssize_t PyList_GET_SIZE(object o)
     PyObject* PyList_GET_ITEM(object o, Py_ssize_t i)
     bint PyUnicode_IS_ASCII(object o)
@@ -1264,13 +1282,15 @@ def pack_json_values(object values, object now, bytes now_text not None,
         PyMem_Free(v)
 
 
-# -- one JSONL import line (contract: _hotpath_py.encode_jsonl_line) ---------------------------
+# -- JSONL import lines (contracts: _hotpath_py.encode_jsonl_line, encode_jsonl_lines) ----
 # One pass over the line's bytes fills the JValues pack_json_values' reader fills from dicts,
-# then ``_emit`` writes the record.  A string without escapes is pointed at in place; one with
-# escapes is decoded into a scratch buffer as long as the line (no string decodes longer than
-# its JSON text, so the buffer never moves).  No bounds check per byte: CPython keeps a NUL
-# after a bytes object's last byte, and a NUL matches nothing the scanner accepts (orjson
-# rejects a raw NUL too), so every scan stops there at the latest.
+# then ``_emit`` writes the record; ``encode_jsonl_lines`` runs the same ``_encode_line`` over
+# a region's lines in one call, making only the key and the record of each line taken.  A
+# string without escapes is pointed at in place; one with escapes is decoded into a scratch
+# buffer as long as the line (no string decodes longer than its JSON text, so the buffer never
+# moves).  No bounds check per byte: CPython keeps a NUL after a bytes object's last byte, and
+# a NUL matches nothing the scanner accepts (orjson rejects a raw NUL too), so every scan stops
+# there at the latest.
 
 cdef extern from "Python.h":
     object PyUnicode_DecodeUTF8(const char* s, Py_ssize_t size, const char* errors)
@@ -1316,34 +1336,6 @@ cdef inline const unsigned char* _ws(const unsigned char* p) noexcept nogil:
     while _WS[p[0]]:
         p += 1
     return p
-
-
-cdef inline int _utf8_seq(const unsigned char* p) noexcept nogil:
-    """Length of the UTF-8 sequence at ``p`` (a byte >= 0x80), 0 if it is not strict UTF-8
-    (overlong, surrogate, > U+10FFFF, truncated): orjson rejects such a line."""
-    cdef unsigned char c = p[0], c1 = p[1]
-    cdef int need
-    if c < 0xC2:
-        return 0
-    elif c < 0xE0:
-        need = 1
-    elif c < 0xF0:
-        need = 2
-    elif c < 0xF5:
-        need = 3
-    else:
-        return 0
-    if (c1 & 0xC0) != 0x80:
-        return 0
-    if (c == 0xE0 and c1 < 0xA0) or (c == 0xED and c1 >= 0xA0):
-        return 0
-    if (c == 0xF0 and c1 < 0x90) or (c == 0xF4 and c1 >= 0x90):
-        return 0
-    if need >= 2 and (p[2] & 0xC0) != 0x80:
-        return 0
-    if need == 3 and (p[3] & 0xC0) != 0x80:
-        return 0
-    return need + 1
 
 
 cdef inline int _hex(unsigned char c) noexcept nogil:
@@ -1683,25 +1675,35 @@ cdef int _scan_value(Scan* s, JValue* v, long long reserved_index) except -1:
     return _finish(v, reserved_index)
 
 
-def encode_jsonl_line(bytes line not None, object now, bytes now_text not None,
-                      long long reserved_index, bint case_sensitive):
+cdef bint _server_time(object now, unsigned int* t) noexcept:
+    """``now`` as ``pack_json_values`` takes it: an exact int in 0..2^31-1."""
+    cdef int overflow = 0
+    cdef long long x
+    if not PyLong_CheckExact(now):
+        return False
+    x = PyLong_AsLongLongAndOverflow(now, &overflow)
+    if overflow or x < 0 or x > 0x7FFFFFFF:
+        return False
+    t[0] = <unsigned int>x
+    return True
+
+
+cdef object _encode_line(bytes line, unsigned int t, bytes now_text, long long reserved_index,
+                         bint case_sensitive, bytes under):
+    """One line scanned and encoded.  ``under`` None: ``encode_jsonl_line``'s answer, (key,
+    handle, blob) or None.  ``under`` bytes: (key, blob), or None also for a key that does not
+    start with ``under`` (found before the record is written); no handle str is made."""
     cdef Scan s
     cdef unsigned char scratch[STACK_SCRATCH]
     cdef JValue stack[STACK_VALUES]
     cdef JValue* v = stack
     cdef JValue* grown
-    cdef Py_ssize_t n = 0, cap = STACK_VALUES
+    cdef Py_ssize_t n = 0, cap = STACK_VALUES, un
     cdef const unsigned char* end
     cdef const unsigned char* h = NULL
     cdef Py_ssize_t hl = 0
-    cdef int m, more, seen = 0, overflow = 0
-    cdef long long t
+    cdef int m, more, seen = 0
     cdef object key, blob
-    if not PyLong_CheckExact(now):
-        return None
-    t = PyLong_AsLongLongAndOverflow(now, &overflow)
-    if overflow or t < 0 or t > 0x7FFFFFFF:
-        return None
     s.p = <const unsigned char*>PyBytes_AS_STRING(line)
     s.size = PyBytes_GET_SIZE(line)
     end = s.p + s.size
@@ -1761,15 +1763,169 @@ def encode_jsonl_line(bytes line not None, object now, bytes now_text not None,
         key = _normalize(h, hl, case_sensitive)
         if key is None:
             return None
-        blob = _emit(v, n, <unsigned int>t, now_text)
+        if under is not None:
+            un = PyBytes_GET_SIZE(under)
+            if PyBytes_GET_SIZE(key) < un or memcmp(PyBytes_AS_STRING(key),
+                                                    PyBytes_AS_STRING(under), un) != 0:
+                return None
+        blob = _emit(v, n, t, now_text)
         if blob is None:
             return None
+        if under is not None:
+            return key, blob
         return key, PyUnicode_DecodeUTF8(<const char*>h, hl, NULL), blob
     finally:
         if v != stack:
             PyMem_Free(v)
         if s.heap:
             PyMem_Free(s.buf)
+
+
+def encode_jsonl_line(bytes line not None, object now, bytes now_text not None,
+                      long long reserved_index, bint case_sensitive):
+    cdef unsigned int t
+    if not _server_time(now, &t):
+        return None
+    return _encode_line(line, t, now_text, reserved_index, case_sensitive, None)
+
+
+def encode_jsonl_lines(object parts, object now, bytes now_text not None,
+                       long long reserved_index, bint case_sensitive, bytes under not None,
+                       Py_ssize_t max_line):
+    cdef unsigned int t = 0
+    cdef bint timed = _server_time(now, &t)
+    cdef Py_ssize_t i, j, size
+    cdef const char* p
+    cdef list pairs = [], taken = [], other = []
+    cdef object line, r
+    if not PyList_CheckExact(parts):
+        raise TypeError(f"encode_jsonl_lines() needs a list, not {type(parts).__name__}")
+    for i in range(PyList_GET_SIZE(parts)):
+        line = <object>PyList_GET_ITEM(parts, i)
+        if not PyBytes_CheckExact(line):
+            raise TypeError(f"encode_jsonl_lines() needs bytes lines, not {type(line).__name__}")
+        p = PyBytes_AS_STRING(line)
+        size = PyBytes_GET_SIZE(line)
+        j = 0
+        while j < size and (p[j] == 32 or p[j] == 9 or p[j] == 13):
+            j += 1
+        if j == size:
+            continue  # blank
+        r = None
+        if timed and size <= max_line:
+            r = _encode_line(line, t, now_text, reserved_index, case_sensitive, under)
+        if r is None:
+            other.append(i)
+        else:
+            pairs.append(r)
+            taken.append(i)
+    return pairs, taken, other
+
+
+# -- one CSV import record (contract: _hotpath_py.encode_csv_row) ------------------------------
+
+cdef Py_ssize_t _position(object x, Py_ssize_t n) noexcept:
+    """An exact int in 0..n-1, else -1."""
+    cdef int overflow = 0
+    cdef long long p
+    if not PyLong_CheckExact(x):
+        return -1
+    p = PyLong_AsLongLongAndOverflow(x, &overflow)
+    if overflow or p < 0 or p >= n:
+        return -1
+    return <Py_ssize_t>p
+
+
+cdef object _csv_values(object row, Py_ssize_t nrow, object columns, Py_ssize_t ncol, JValue* v,
+                        long long reserved_index, unsigned int t, bytes now_text):
+    """The record of a row's non-empty cells (``v`` holds ``ncol`` JValues), or None."""
+    cdef Py_ssize_t c, pos, k = 0
+    cdef int overflow = 0
+    cdef object col, cell, vtype, ttl, index
+    for c in range(ncol):
+        col = <object>PyTuple_GET_ITEM(columns, c)
+        if not PyTuple_CheckExact(col) or PyTuple_GET_SIZE(col) != 4:
+            return None
+        pos = _position(<object>PyTuple_GET_ITEM(col, 0), nrow)
+        if pos < 0:
+            return None
+        cell = <object>PyList_GET_ITEM(row, pos)
+        if not PyUnicode_CheckExact(cell):
+            return None
+        if PyUnicode_GET_LENGTH(cell) == 0:
+            continue  # an empty cell: no value, its column unchecked (as the reference)
+        if k == MAX_VALUES:
+            return None
+        index = <object>PyTuple_GET_ITEM(col, 1)
+        if not PyLong_CheckExact(index):
+            return None
+        v[k].index = PyLong_AsLongLongAndOverflow(index, &overflow)
+        if overflow:
+            return None
+        vtype = <object>PyTuple_GET_ITEM(col, 2)
+        v[k].t = _utf8(vtype, &v[k].tl)
+        if v[k].t == NULL:
+            return None
+        if not PyUnicode_IS_ASCII(vtype) or _hs_(v[k].t, v[k].tl):
+            if vtype.upper() in _STRUCTURED:
+                return None
+        v[k].d = _utf8(cell, &v[k].dl)
+        if v[k].d == NULL:
+            return None  # a lone surrogate
+        ttl = <object>PyTuple_GET_ITEM(col, 3)
+        v[k].ttl = DEFAULT_TTL
+        if ttl is not None:
+            if not PyLong_CheckExact(ttl):
+                return None
+            v[k].ttl = PyLong_AsLongLongAndOverflow(ttl, &overflow)
+            if overflow:
+                return None
+        v[k].perms = DEFAULT_PERMISSIONS
+        v[k].measured = False
+        if not _finish(&v[k], reserved_index):
+            return None
+        k += 1
+    if k == 0:
+        return None
+    return _emit(v, k, t, now_text)
+
+
+def encode_csv_row(object row, object handle_at, object columns, object now,
+                   bytes now_text not None, long long reserved_index, bint case_sensitive):
+    cdef unsigned int t
+    cdef Py_ssize_t nrow, ncol, pos, hl
+    cdef const unsigned char* h
+    cdef JValue stack[STACK_VALUES]
+    cdef JValue* v = stack
+    cdef object key, blob, handle
+    if not PyList_CheckExact(row) or not PyTuple_CheckExact(columns):
+        return None
+    if not _server_time(now, &t):
+        return None
+    nrow = PyList_GET_SIZE(row)
+    pos = _position(handle_at, nrow)
+    if pos < 0:
+        return None
+    handle = <object>PyList_GET_ITEM(row, pos)
+    h = _utf8(handle, &hl)
+    if h == NULL or hl == 0:
+        return None
+    ncol = PyTuple_GET_SIZE(columns)
+    if ncol > STACK_VALUES:
+        v = <JValue*>PyMem_Malloc(ncol * sizeof(JValue))
+        if v == NULL:
+            raise MemoryError()
+    try:
+        blob = _csv_values(row, nrow, columns, ncol, v, reserved_index, t, now_text)
+    finally:
+        if v != stack:
+            PyMem_Free(v)
+    if blob is None:
+        return None
+    key = _normalize(h, hl, case_sensitive)
+    if key is None:
+        return None
+    return key, blob
 
 
 # -- UDP datagram pump -----------------------------------------------------------------------

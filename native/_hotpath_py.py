@@ -126,13 +126,13 @@ class RecordCache:
     A hot identifier then costs a hash lookup instead of a B-tree descent (on a store much
     larger than the CPU caches, ~2 µs of cache misses).  Exactness comes from the change log
     (DESIGN §4: every write appends, in its own transaction, one ``changes`` entry per key
-    changed — key u64 txn id, value u8 action, u64 ms, u16 op, u16 key length, the key, ...): ``sync(txn)`` must be called
-    with every new read transaction before the cache is used with it.  It reads the log from
-    the last id it saw to the end of ``txn``'s snapshot and forgets each key changed; a prefix
-    change (home, unhome), a gap or a backward step in the log, or more than ``RESYNC_LIMIT``
-    changes at once (more than entries held, if that is more) forget everything.  After
-    ``sync(txn)`` every entry equals the record ``txn`` reads under that key, and every cached
-    record's prefix is held in it.
+    changed — key u64 txn id, value u8 action, u64 ms, u16 op, u16 key length, the key, ...):
+    ``sync(txn)`` must be called with every new read transaction before the cache is used with
+    it.  It reads the log from the last id it saw to the end of ``txn``'s snapshot and forgets
+    each key changed; a prefix change (home, unhome), a gap or a backward step in the log, or
+    more than ``RESYNC_LIMIT`` changes at once (more than entries held, if that is more) forget
+    everything.  After ``sync(txn)`` every entry equals the record ``txn`` reads under that key,
+    and every cached record's prefix is held in it.
 
     ``get(key)`` → the record bytes or None; ``put(key, record)`` for a record just read from
     the synced transaction.  Memory is bounded by ``budget`` bytes (key + record +
@@ -727,6 +727,110 @@ def encode_jsonl_line(line, now, now_text, reserved_index, case_sensitive):
         return None
     blob = pack_json_values(values, now, now_text, reserved_index)
     return None if blob is None else (key, handle, blob)
+
+
+_BLANK = b" \t\r"
+
+
+def encode_jsonl_lines(parts, now, now_text, reserved_index, case_sensitive, under, max_line):
+    """A region of JSON Lines → ``(pairs, taken, other)``: ``encode_jsonl_line`` over many
+    lines, without a Python call per line (the Cython twin loops in C).
+
+    ``parts`` is a list of bytes, the lines of a region without their b"\\n"; ``now``,
+    ``now_text``, ``reserved_index`` and ``case_sensitive`` are ``encode_jsonl_line``'s;
+    ``under`` the bytes every taken key starts with (the import's prefix key + b"/");
+    ``max_line`` the longest line taken.  For each ``i`` in order, ``parts[i]`` is:
+
+    - blank (empty, or only b" ", b"\\t", b"\\r" bytes): in no list;
+    - taken: ``len(parts[i]) <= max_line`` and ``r = encode_jsonl_line(parts[i], ...)`` is not
+      None and ``r[0].startswith(under)``: ``pairs`` gets ``(key, blob)`` = ``(r[0], r[2])``
+      and ``taken`` gets ``i`` (aligned: ``pairs[k]`` is line ``taken[k]``'s);
+    - otherwise in ``other``: the caller reads that line itself (an error, a comment, a shape
+      the fast path declines, a key elsewhere, a line too long).
+
+    ``TypeError`` when ``parts`` is not a list or holds anything but bytes (nothing returned).
+    """
+    if type(parts) is not list:
+        raise TypeError(f"encode_jsonl_lines() needs a list, not {type(parts).__name__}")
+    if type(under) is not bytes:
+        raise TypeError(f"encode_jsonl_lines() needs bytes under, not {type(under).__name__}")
+    pairs, taken, other = [], [], []
+    for i, line in enumerate(parts):
+        if type(line) is not bytes:
+            raise TypeError(f"encode_jsonl_lines() needs bytes lines, not {type(line).__name__}")
+        if not line.strip(_BLANK):
+            continue
+        r = None
+        if len(line) <= max_line:
+            r = encode_jsonl_line(line, now, now_text, reserved_index, case_sensitive)
+        if r is not None and r[0].startswith(under):
+            pairs.append((r[0], r[2]))
+            taken.append(i)
+        else:
+            other.append(i)
+    return pairs, taken, other
+
+
+# -- one CSV import record -------------------------------------------------------------------
+
+
+def encode_csv_row(row, handle_at, columns, now, now_text, reserved_index, case_sensitive):
+    """One CSV record (a list of str, as the csv module reads it) → ``(key, blob)``, or None.
+
+    ``handle_at`` is the identifier's column; ``columns`` a tuple of ``(position, index, type,
+    ttl)`` for every value column (``ttl`` an int or None: the default); ``now``, ``now_text``,
+    ``reserved_index`` and ``case_sensitive`` are ``encode_jsonl_line``'s.  Returns exactly
+    what this reference gives, or None (decline: the caller takes its general path)::
+
+        handle = row[handle_at]  # a non-empty str
+        values = []
+        for pos, index, vtype, ttl in columns:
+            cell = row[pos]
+            if cell:  # an empty cell is no value (and its column goes unchecked)
+                v = {"index": index, "type": vtype, "data": cell}
+                if ttl is not None:
+                    v["ttl"] = ttl
+                values.append(v)
+        key = normalize_key(handle.encode("utf-8"), case_sensitive)
+        blob = pack_json_values(values, now, now_text, reserved_index)
+        return None if key is None or blob is None else (key, blob)
+
+    Declined besides, never raised: ``row`` not a list, ``columns`` not a tuple of 4-tuples,
+    a position (``handle_at`` or a column's) not an int in ``0..len(row)-1`` (no negative
+    positions), the handle or any cell read not a str, a str with a lone surrogate; and all
+    ``pack_json_values`` declines (no non-empty cell, a structured type, the reserved index,
+    duplicate indexes, ...).
+    """
+    if type(row) is not list or type(columns) is not tuple:
+        return None
+    n = len(row)
+    if type(handle_at) is not int or not 0 <= handle_at < n:
+        return None
+    handle = row[handle_at]
+    if type(handle) is not str or not handle:
+        return None
+    values = []
+    for column in columns:
+        if type(column) is not tuple or len(column) != 4:
+            return None
+        pos, index, vtype, ttl = column
+        if type(pos) is not int or not 0 <= pos < n or type(row[pos]) is not str:
+            return None
+        cell = row[pos]
+        if cell:
+            v = {"index": index, "type": vtype, "data": cell}
+            if ttl is not None:
+                v["ttl"] = ttl
+            values.append(v)
+    try:
+        raw = handle.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return None
+    key = normalize_key(raw, case_sensitive)
+    if key is None:
+        return None
+    blob = pack_json_values(values, now, now_text, reserved_index)
+    return None if blob is None else (key, blob)
 
 
 # -- UDP datagram pump -----------------------------------------------------------------------

@@ -108,6 +108,23 @@ class CsvHeaderError(MalformedRequest):
         self.line = line
 
 
+class Encoded(NamedTuple):
+    """JSON Lines a fast encoder turned into stored records: ``pairs[j]`` is the ``(key,
+    record)`` of line ``first + taken[j]``, whose text is ``parts[taken[j]]``."""
+
+    first: int
+    pairs: list
+    taken: list
+    parts: list
+
+    def handle(self, j: int) -> str | None:
+        """The handle of the j-th encoded line, as written (for its error report)."""
+        try:
+            return orjson.loads(self.parts[self.taken[j]])["handle"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return None
+
+
 def _error(number: int, exc: IdnodeError, handle: str | None = None) -> Line:
     return Line(number, handle, None, exc)
 
@@ -194,11 +211,17 @@ class LineParser:
     """Incremental parser of one import body; see the module docstring for the formats."""
 
     def __init__(self, fmt: str, max_line: int = DEFAULT_MAX_LINE, fast=None) -> None:
-        """``fast``: JSON Lines only, an optional ``fast(line_bytes)`` tried on each line
-        before ``orjson``: a result that is not None is passed through as the Line's
-        ``values`` (the import engine's native encoder: ``(key, handle, stored record)``),
-        with its handle; None means "not mine", and the line is parsed as usual."""
-        self.fast = fast if fmt == "jsonl" else None
+        """``fast``: an optional encoder that turns lines straight into stored records (the
+        import engine's native code, ``resolver.record.fast_jsonl`` / ``fast_csv``).
+
+        JSON Lines: ``fast(parts) -> (pairs, taken, other)`` for the lines of a region; its
+        ``(key, record)`` pairs come back as ONE Line ``(last line number, None, Encoded(...),
+        None)``, and only the lines listed in ``other`` are parsed here (blank lines are in
+        neither list).  CSV: ``fast(row, handle_at, columns) -> (key, record) | None`` per
+        record, ``columns`` the tuple of ``(position, index, type, ttl)`` of the header; a
+        result is the Line's ``values``.  Either way the caller tells encoded Lines apart by
+        the type of ``values`` (``Encoded``, a tuple, or the usual list)."""
+        self.fast = fast
         if fmt not in FORMATS:
             raise MalformedRequest(f"unknown import format {fmt!r}: expected jsonl or csv")
         if max_line < 1:
@@ -224,6 +247,7 @@ class LineParser:
         self._width = 0
         self._plain = True
         self._triples: list[tuple[int, int, str]] = []
+        self._fast_columns: tuple = ()
         self._row_start = 0
         self._failed: CsvHeaderError | None = None
 
@@ -335,21 +359,22 @@ class LineParser:
         parts.pop()  # after the last b"\n"
         n = self._n
         self._n = n + len(parts)
+        block = None
+        if self.fast is not None:  # the native encoder takes what it can, in one call
+            pairs, taken, other = self.fast(parts)
+            if pairs:  # after the other lines: a Line list ends with its highest number
+                block = (n + len(parts), None, Encoded(n + 1, pairs, taken, parts), None)
+            lines = [(n + 1 + i, parts[i]) for i in other]
+        else:
+            lines = enumerate(parts, n + 1)
         check = len(region) > self.max_line  # no line can be longer than the region
         append = out.append
         loads = orjson.loads
         JSONDecodeError = orjson.JSONDecodeError
-        fast = self.fast
-        for line in parts:
-            n += 1
+        for n, line in lines:
             if check and len(line) > self.max_line:
                 append(_error(n, self._too_long()))
                 continue
-            if fast is not None:
-                done = fast(line)
-                if done is not None:
-                    append((n, done[1], done, None))
-                    continue
             try:
                 obj = loads(line)
                 handle = obj["handle"]
@@ -366,6 +391,8 @@ class LineParser:
                 append((n, handle, values, None))
             else:
                 append(_shape_error(n, obj))
+        if block is not None:
+            append(block)
 
     # -- CSV --------------------------------------------------------------------------------
 
@@ -456,7 +483,7 @@ class LineParser:
         append = out.append
         columns = self._columns
         handle_at, width, triples = self._handle_at, self._width, self._triples
-        plain = self._plain
+        plain, fast, fast_columns = self._plain, self.fast, self._fast_columns
         max_line = self.max_line
         self._row_start = prev = 0
         for row in reader:
@@ -484,6 +511,8 @@ class LineParser:
                 self._columns, self._width = columns, len(row)
                 self._plain = plain = all(c.ttl is None for c in columns)
                 self._triples = triples = [(c.position, c.index, c.type) for c in columns]
+                self._fast_columns = fast_columns = tuple(
+                    (c.position, c.index, c.type, c.ttl) for c in columns)
                 handle_at, width = self._handle_at, self._width
                 continue
             if len(row) != width:
@@ -497,6 +526,11 @@ class LineParser:
                 if any(row):
                     append(_error(number, MalformedRequest("row without a handle")))
                 continue
+            if fast is not None:
+                done = fast(row, handle_at, fast_columns)
+                if done is not None:
+                    append((number, handle, done, None))
+                    continue
             if plain:  # a loop, not a comprehension: no frame per row (3.11)
                 values = []
                 for p, i, t in triples:

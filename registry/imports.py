@@ -54,7 +54,7 @@ from typing import BinaryIO, Callable
 import orjson
 
 from registry.authz import Op
-from registry.import_lines import LineParser
+from registry.import_lines import Encoded, LineParser
 from registry.service import OPERATOR, Registry, _who
 from resolver.errors import (
     AlreadyExists, AuthenticationNeeded, IdnodeError, InvalidIdentifier, InvalidValue,
@@ -62,7 +62,7 @@ from resolver.errors import (
 )  # fmt: skip
 from resolver.identifier import Identifier, key_of
 from resolver.protocols.handle.codes import RC_FOR
-from resolver.record import TEMPLATE_INDEX, Record, jsonl_encoder, pack, pack_fast
+from resolver.record import TEMPLATE_INDEX, Record, fast_csv, fast_jsonl, pack, pack_fast
 from resolver.store import Change
 from resolver.valuejson import value_from_json
 
@@ -162,35 +162,80 @@ class _State:
 class _Pending:
     """Encoded lines waiting for their chunk: the fast ones as stored bytes, the templated
     ones as records still to be checked in the transaction.  ``items`` holds exactly the
-    ``(key, stored record)`` pairs the store takes; ``where`` maps each key to its line, which
-    also finds the same identifier twice in one chunk as it arrives."""
+    ``(key, stored record)`` pairs the store takes; which line each came from is kept in
+    ``where`` (lines encoded one by one) and ``blocks`` (natively encoded regions), and only
+    looked up for the rare line that fails (refused, or the same identifier twice)."""
 
     items: list = dataclasses.field(default_factory=list)  # (key, blob)
-    where: dict = dataclasses.field(default_factory=dict)  # key → (line, handle)
+    where: dict = dataclasses.field(default_factory=dict)  # key → (line, handle, blob)
+    blocks: list = dataclasses.field(default_factory=list)  # import_lines.Encoded
     templated: list = dataclasses.field(default_factory=list)  # (ident, record, line, handle)
     errors: list = dataclasses.field(default_factory=list)  # (line, handle, IdnodeError)
     first: int = 0  # first line number in the chunk
     last: int = 0
     _sorted: bool = False
+    _lines: dict | None = None
 
     def __len__(self) -> int:
         return len(self.items) + len(self.templated) + len(self.errors)
 
+    def note(self, number: int) -> None:
+        if not self.first or number < self.first:
+            self.first = number
+
     def add(self, key: bytes, blob: bytes, number: int, handle: str) -> None:
+        """A line encoded one by one (a repeat of such a line is refused here at once)."""
         seen = self.where.get(key)
         if seen is not None:
             self.errors.append((number, handle, _twice(seen[0])))
             return
-        self.where[key] = (number, handle)
+        self.where[key] = (number, handle, blob)
         self.items.append((key, blob))
 
+    def _occurrences(self) -> dict:
+        """key → [(line, handle-or-(block, j), record)] over the blocks and the single lines."""
+        found: dict = {}
+        for b in self.blocks:
+            for j, (k, blob) in enumerate(b.pairs):
+                found.setdefault(k, []).append((b.first + b.taken[j], (b, j), blob))
+        return found
+
+    def line_of(self, key: bytes) -> tuple[int, str | None]:
+        """(line number, handle) of the line of ``key`` that stayed in this chunk."""
+        single = self.where.get(key)
+        if self._lines is None:
+            self._lines = self._occurrences()
+        block = self._lines.get(key)
+        if block is None or (single is not None and single[0] < block[0][0]):
+            return None if single is None else single[:2]
+        number, (b, j), _blob = min(block, key=lambda o: o[0])
+        return number, b.handle(j)
+
     def sorted(self) -> list:
-        """The items sorted by key (once, outside the write transaction: a plan may run
-        twice); keys are unique, so tuples compare by key alone."""
-        if not self._sorted:
-            self.items.sort()
-            self._sorted = True
-        return self.items
+        """The items sorted by key, each identifier once — its first line stays, the later
+        ones become errors (once, outside the write transaction: a plan may run twice)."""
+        if self._sorted:
+            return self.items
+        self._sorted = True
+        self.items.sort()
+        if len(dict(self.items)) == len(self.items):  # no key twice (checked in C)
+            return self.items
+        found = self._lines = self._occurrences()
+        unique: list = []
+        for key, _blob in self.items:
+            if unique and unique[-1][0] == key:
+                continue
+            lines = sorted(found.get(key, []), key=lambda o: o[0])
+            single = self.where.get(key)
+            if single is not None:
+                lines = sorted(lines + [single], key=lambda o: o[0])
+            first, rest = lines[0], lines[1:]
+            unique.append((key, first[2]))
+            for number, who, _b in rest:
+                handle = who if not isinstance(who, tuple) else who[0].handle(who[1])
+                self.errors.append((number, handle, _twice(first[0])))
+        self.items = unique
+        return unique
 
 
 class _DryRun(Exception):
@@ -388,9 +433,9 @@ class ImportSession:
         if self.spool is not None:
             self.spool.write(data)
         now = int(time.time())
-        if now != self._encoder_second and self.parser.fmt == "jsonl":
+        if now != self._encoder_second:  # the native encoders stamp values with ``now``
             self._encoder_second = now
-            self.parser.fast = jsonl_encoder(now, self.case_sensitive)
+            self.parser.fast = self._fast(now)
         try:
             lines = self.parser.feed(data)
         except IdnodeError as exc:  # a job-level error, e.g. a bad CSV header
@@ -429,32 +474,36 @@ class ImportSession:
 
     # -- lines ---------------------------------------------------------------------------------
     def _take(self, lines) -> None:
-        """The inner loop of an import (issue 5 §4): kept flat, the common line costs a key
-        normalisation, a native encode and an append."""
+        """The inner loop of an import (issue 5 §4), kept flat: most lines arrive already
+        encoded (``Encoded`` blocks of JSON Lines, ``(key, record)`` CSV rows).  A chunk is
+        handed on only after a whole ``lines`` list, so that ``done`` (the chunk's last line)
+        never passes a line of the same region still unhandled."""
         if self._failed_fast or not lines:
             return
         st, p = self.state, self.pending
-        skip, limit = self.skip_through, self.im.chunk_lines
-        under, cs = self._under, self.case_sensitive
+        skip, under, cs = self.skip_through, self._under, self.case_sensitive
         now = int(time.time())
-        items, where, count = p.items, p.where, len(p)
+        items = p.items
         for number, handle, values, error in lines:
             if number <= skip:
                 continue
-            if not p.first:
-                p.first = number
             if error is not None:
+                p.note(number)
                 p.errors.append((number, handle, error))
-            elif type(values) is tuple:  # the native encoder did the whole line
-                key = values[0]
-                if key.startswith(under) and key not in where:
-                    where[key] = (number, handle)
-                    items.append((key, values[2]))
-                elif key.startswith(under):
-                    p.errors.append((number, handle, _twice(where[key][0])))
+            elif type(values) is Encoded:
+                if values.first <= skip:
+                    values = _after(values, skip)
+                p.note(max(values.first, skip + 1))
+                items.extend(values.pairs)
+                p.blocks.append(values)
+            elif type(values) is tuple:  # a CSV row the native encoder took
+                p.note(number)
+                if values[0].startswith(under):
+                    p.add(values[0], values[1], number, handle)
                 else:
                     p.errors.append((number, handle, self._outside(handle)))
             else:
+                p.note(number)
                 try:
                     key = key_of(handle, case_sensitive=cs)
                     blob = pack_fast(values, now) if key.startswith(under) else None
@@ -464,15 +513,16 @@ class ImportSession:
                         self._encode(key, number, handle, values, now)
                 except IdnodeError as exc:
                     p.errors.append((number, handle, exc))
-            count += 1
-            if count >= limit:
-                p.last = st.lines = number
-                self._flush()
-                p, now = self.pending, int(time.time())
-                items, where, count = p.items, p.where, 0
         st.lines = lines[-1][0]
-        if count:
-            p.last = lines[-1][0]
+        if len(p):
+            p.last = st.lines
+        if len(p) >= self.im.chunk_lines:
+            self._flush()
+
+    def _fast(self, now: int):
+        if self.parser.fmt == "csv":
+            return fast_csv(now, self.case_sensitive)
+        return fast_jsonl(now, self.case_sensitive, self._under, self.parser.max_line)
 
     def _outside(self, handle: str) -> IdnodeError:
         return InvalidIdentifier(f"{handle} is not under the prefix {self.state.prefix} "
@@ -529,43 +579,46 @@ class ImportSession:
     def _plan(self, p: _Pending, view):
         """Inside the chunk's write transaction: authorize, check the templated lines (they
         need the transaction's view: templates write their unique index there), merge them
-        in.  → (items sorted by key, errors, key → line).  Leaves ``p`` as it was: the plan
-        runs again when the store retries the chunk."""
+        in.  → (items sorted by key, errors, line_of).  Leaves ``p`` as it was: the plan runs
+        again when the store retries the chunk."""
         self.im._authorize(self.identity, self.state.prefix, view)
         items = p.sorted()
         if not p.templated:
-            return items, p.errors, p.where
-        errors, where = list(p.errors), dict(p.where)
+            return items, p.errors, p.line_of
+        errors, lines = list(p.errors), {}
+        keys = {k for k, _ in items}
         templates = getattr(self.im.registry, "templates", None)
         checked = []
         for ident, record, number, handle in p.templated:
             try:
-                if ident.key in where:
-                    raise _twice(where[ident.key][0])
+                if ident.key in keys:
+                    raise _twice(p.line_of(ident.key)[0])
+                if ident.key in lines:
+                    raise _twice(lines[ident.key][0])
                 if view.get_record(ident.key) is not None:
                     raise _exists()
                 if templates is not None:
                     record = templates.apply(view, ident, record, None)
                 checked.append((ident.key, pack(record)))
-                where[ident.key] = (number, handle)
+                lines[ident.key] = (number, handle)
             except IdnodeError as exc:
                 errors.append((number, handle, exc))
-        return sorted(items + checked), errors, where
+        return sorted(items + checked), errors, lambda k: lines.get(k) or p.line_of(k)
 
     @staticmethod
-    def _refused(where: dict, items: list, refused: list) -> list:
+    def _refused(line_of, items: list, refused: list) -> list:
         """The error rows of items the store refused (their identifiers exist)."""
-        return [(*where[items[i][0]], _exists()) for i in refused]
+        return [(*line_of(items[i][0]), _exists()) for i in refused]
 
     def _commit_chunk(self, p: _Pending) -> None:
         st = self.state
         outcome: dict = {}
 
         def plan(view):
-            items, errors, where = self._plan(p, view)
+            items, errors, line_of = self._plan(p, view)
 
             def finish(view, refused):
-                failed = errors + self._refused(where, items, refused)
+                failed = errors + self._refused(line_of, items, refused)
                 if self.atomic and failed:
                     raise _DryRun(refused, failed)  # a conflict only the commit sees
                 for number, handle, exc in failed:
@@ -597,10 +650,10 @@ class ImportSession:
         st = self.state
 
         def plan(view):
-            items, errors, where = self._plan(p, view)
+            items, errors, line_of = self._plan(p, view)
 
             def finish(view, refused):
-                raise _DryRun(refused, errors + self._refused(where, items, refused))
+                raise _DryRun(refused, errors + self._refused(line_of, items, refused))
 
             return items, finish, b""
 
@@ -648,6 +701,7 @@ class ImportSession:
         assert self.spool is not None
         self.spool.seek(0)
         parser = LineParser(self.state.format)
+        parser.fast = self._fast(int(time.time())) if commit else None
         keys: list[bytes] = []
         while data := self.spool.read(1 << 20):
             lines = parser.feed(data)
@@ -709,6 +763,13 @@ class ImportSession:
     def _save_state(self) -> None:
         self.state.updated_ms = int(time.time() * 1000)
         self.im.store.meta_put(_JOB + self.state.id.encode(), self.state.to_bytes())
+
+
+def _after(block: Encoded, skip: int) -> Encoded:
+    """The lines of ``block`` after line ``skip`` (a resumed job skips what is done)."""
+    keep = [j for j, i in enumerate(block.taken) if block.first + i > skip]
+    return Encoded(block.first, [block.pairs[j] for j in keep], [block.taken[j] for j in keep],
+                   block.parts)
 
 
 def _twice(first: int) -> IdnodeError:

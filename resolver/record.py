@@ -137,14 +137,26 @@ def pack_fast(values, now: int) -> bytes | None:
     return _pack_json_values(values, now, cached[1], TEMPLATE_INDEX)
 
 
-def jsonl_encoder(now: int, case_sensitive: bool = False):
-    """``fast(line) -> (key, handle, stored record) | None`` for JSON Lines import lines
-    (``registry.import_lines.LineParser(fast=...)``): the native encoder of a whole line,
-    values stamped ``now``; None where it declines (the caller parses the line itself)."""
+def fast_jsonl(now: int, case_sensitive: bool, under: bytes, max_line: int):
+    """``fast(parts) -> (pairs, taken, other)`` for the lines of a JSON Lines import region
+    (``registry.import_lines.LineParser``): ``native.encode_jsonl_lines``, values stamped
+    ``now``, only identifiers whose key starts with ``under``; None when ``now`` is out of
+    range (the caller then parses every line itself)."""
     if type(now) is not int or not 0 <= now <= 0x7FFFFFFF:
         return None
-    encode, text = native.encode_jsonl_line, iso_utc(now).encode("ascii")
-    return lambda line: encode(line, now, text, TEMPLATE_INDEX, case_sensitive)
+    encode, text = native.encode_jsonl_lines, iso_utc(now).encode("ascii")
+    return lambda parts: encode(parts, now, text, TEMPLATE_INDEX, case_sensitive, under,
+                                max_line)  # fmt: skip
+
+
+def fast_csv(now: int, case_sensitive: bool):
+    """``fast(row, handle_at, columns) -> (key, record) | None`` for CSV import records:
+    ``native.encode_csv_row``, values stamped ``now``."""
+    if type(now) is not int or not 0 <= now <= 0x7FFFFFFF:
+        return None
+    encode, text = native.encode_csv_row, iso_utc(now).encode("ascii")
+    return lambda row, handle_at, columns: encode(row, handle_at, columns, now, text,
+                                                  TEMPLATE_INDEX, case_sensitive)  # fmt: skip
 
 
 def sections(blob: bytes) -> tuple[int, int, list[tuple[int, int, int, int]], bytes, bytes]:

@@ -24,6 +24,8 @@ def test_implementation():
         assert native.json_escape is _hotpath_py.json_escape
         assert native.pack_json_values is _hotpath_py.pack_json_values
         assert native.encode_jsonl_line is _hotpath_py.encode_jsonl_line
+        assert native.encode_jsonl_lines is _hotpath_py.encode_jsonl_lines
+        assert native.encode_csv_row is _hotpath_py.encode_csv_row
     else:
         from native import _hotpath  # ImportError here: the extension was expected, not built
 
@@ -33,4 +35,6 @@ def test_implementation():
         assert native.json_escape is _hotpath.json_escape
         assert native.pack_json_values is _hotpath.pack_json_values
         assert native.encode_jsonl_line is _hotpath.encode_jsonl_line
+        assert native.encode_jsonl_lines is _hotpath.encode_jsonl_lines
+        assert native.encode_csv_row is _hotpath.encode_csv_row
         assert _hotpath.__file__.endswith((".so", ".pyd"))

@@ -92,7 +92,12 @@ def test_change_log_has_one_entry_per_chunk_with_per_identifier_detail(importer,
     run(importer, body(100, {50}) + line(3))  # line 101 exists by then: refused, not logged
     entries = list(store.changes_since(last))
     assert [c.action for c in entries] == [S.ACTION_IMPORT] * 3
-    assert [c.key.decode().split(":")[2] for c in entries] == ["1-40", "41-80", "81-101"]
+    # chunks of at least chunk_lines (40) lines, ending where a piece of the body ended,
+    # contiguous from the first line to the last
+    spans = [tuple(map(int, c.key.decode().split(":")[2].split("-"))) for c in entries]
+    assert spans[0][0] == 1 and spans[-1][1] == 101
+    assert all(b[0] == a[1] + 1 for a, b in zip(spans, spans[1:]))
+    assert all(hi - lo + 1 >= 40 for lo, hi in spans[:-1])
     assert all(c.identity == "300:88.118.8/ADMIN" and c.op == 0 for c in entries)
     assert [k for c in entries for k in c.detail] == [
         f"88.118.8/SN-{i:06d}".upper().encode() for i in range(100) if i != 50]
@@ -118,12 +123,27 @@ def test_atomic_good_file_commits_everything(importer, store):
 
 
 def test_atomic_conflict_seen_only_at_commit_rolls_everything_back(importer, store):
-    data = body(100) + line(7)  # line 101 repeats line 8's identifier, in another chunk
+    # line 101 repeats line 8's identifier: the check pass rolls back each chunk, so only
+    # the commit pass sees it (in one chunk: the body is replayed in 1 MiB pieces)
+    data = body(100) + line(7)
     before = count(store)
     job = run(importer, data, mode="atomic")
     assert job["state"] == "failed" and job["committed"] == 0
-    assert [e["line"] for e in job["errors"]] == [101] and job["errors"][0]["code"] == 101
+    assert [e["line"] for e in job["errors"]] == [101]
+    assert job["errors"][0]["message"] == "the same identifier is on line 8 of this import"
     assert count(store) == before
+    # seen only at commit, across chunks: a duplicate of an identifier created meanwhile
+    im = Importer(importer.registry, chunk_lines=40)
+    session = im.open(A8, "88.118.8", "jsonl", "atomic")
+    try:
+        session.feed(body(60, start=1000))
+        run(importer, line(1050))  # another writer creates line 51's identifier
+        job = session.close()
+    finally:
+        session.release()
+    assert job["state"] == "failed" and job["committed"] == 0
+    assert [(e["line"], e["code"]) for e in job["errors"]] == [(51, 101)]
+    assert count(store) == before + 1  # only the other writer's identifier
 
 
 def test_existing_identifiers_and_duplicates_in_one_chunk(importer, store):
@@ -162,13 +182,16 @@ def test_resume_after_an_interrupted_job_keeps_every_line_exactly_once(store):
     data = body(130, {60})
     im1 = Importer(Registry(store), chunk_lines=40)
     session = im1.open(A8, "88.118.8", "jsonl", "best-effort", "resume-1")
-    session.feed(data[: len(data) * 2 // 3])  # two chunks committed, then the worker "dies"
+    cut = data.index(b"\n", len(data) * 2 // 3) + 1
+    fed = data[:cut].count(b"\n")  # whole lines, 61 among them
+    session.feed(data[:cut])  # a chunk (≥ 40 lines) committed, then the worker "dies"
+    session.feed(b'{"handle": "88.118.8/SN-0')  # and a line it never finished
     session.release()
     mid = im1.find(A8, "resume-1")
-    assert mid["state"] == "running" and mid["done"] == 80 and mid["committed"] == 79
+    assert mid["state"] == "running" and mid["done"] == fed and mid["committed"] == fed - 1
     im2 = Importer(Registry(store), chunk_lines=40)  # a restarted worker
     job = run(im2, data, key="resume-1")
-    assert job["state"] == "done" and job["skipped"] == 80
+    assert job["state"] == "done" and job["skipped"] == fed
     assert (job["committed"], job["failed"]) == (129, 1)
     assert [e["line"] for e in job["errors"]] == [61]  # not reported twice, nothing "exists"
     for i in set(range(130)) - {60}:
