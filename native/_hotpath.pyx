@@ -12,6 +12,7 @@ a Handle request and built once per call from an HTTP query's tuples.
 """
 
 import collections
+import csv
 import hashlib
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -1926,6 +1927,360 @@ def encode_csv_row(object row, object handle_at, object columns, object now,
     if key is None:
         return None
     return key, blob
+
+
+# -- CSV import lines (contract: _hotpath_py.encode_csv_lines) -------------------------------
+# One pass over a line's bytes cuts it into cells — pointers into the line, or for a quoted cell
+# holding '""' into a scratch buffer (never more bytes than the line) — checking its UTF-8 on
+# the way; the cells then become values as encode_csv_row makes them, from column facts found
+# once per call.  The scan's stop tables include NUL: CPython ends every bytes object with one,
+# so a scan stops at the line's end without a bounds check (a NUL inside the line is text, as
+# the csv module reads it, and the scan goes on).
+
+cdef struct CsvCol:
+    Py_ssize_t pos
+    long long index
+    long long ttl
+    const unsigned char* t  # the type's UTF-8, held by the caller's columns tuple
+    Py_ssize_t tl
+    Py_ssize_t tx  # bytes its JSON escaping adds
+    bint ok  # a non-empty cell here can be a value (_csv_values' checks of index, type, ttl)
+
+cdef struct Cell:
+    const unsigned char* p
+    Py_ssize_t n
+    bint plain  # no byte JSON escapes or calls binary: its measure is known (0)
+
+cdef struct CsvScan:
+    Cell* cells  # ``width`` of them
+    Py_ssize_t width
+    unsigned char* buf  # the scratch buffer (NULL until a line needs it)
+    Py_ssize_t cap
+    Py_ssize_t limit  # csv.field_size_limit(), at least 0: the most characters in a cell
+
+# Bytes a quoted cell's scan stops at: '"', non-ASCII, and the bytes that make a cell not
+# ``plain`` (C0 controls, NUL and CR among them, backslash, DEL); an unquoted cell's: also ','.
+cdef unsigned char _CSV_BARE[256]
+cdef unsigned char _CSV_QUOTED[256]
+for _c in range(256):
+    _CSV_QUOTED[_c] = 1 if _c < 0x20 or _c == 34 or _c == 92 or _c >= 0x7F else 0
+    _CSV_BARE[_c] = 1 if _CSV_QUOTED[_c] or _c == 44 else 0
+
+cdef enum:
+    STACK_CELLS = 32
+
+
+cdef bint _over_limit(const Cell* c, Py_ssize_t limit) noexcept nogil:
+    """More characters (UTF-8 sequences) in the cell than the csv module's field limit."""
+    cdef Py_ssize_t i, chars
+    if c.n <= limit:
+        return False
+    chars = c.n
+    for i in range(c.n):
+        if (c.p[i] & 0xC0) == 0x80:
+            chars -= 1
+    return chars > limit
+
+
+cdef bint _csv_cells(CsvScan* s, const unsigned char* p, Py_ssize_t size) noexcept:
+    """Cut a line of ``size`` >= 1 bytes into exactly ``s.width`` cells as the csv module reads
+    it (Excel dialect, strict), with every '"' in a quoted cell; False for any other line."""
+    cdef const unsigned char* end = p + size
+    cdef const unsigned char* start
+    cdef unsigned char* o = NULL  # the next unescaped byte in s.buf; NULL: none in this line
+    cdef unsigned char* copy
+    cdef unsigned char c
+    cdef Py_ssize_t n = 0
+    cdef int k
+    cdef bint plain
+    if p[0] == 13:  # the csv module reads a record of no cells, or fails
+        return False
+    while True:
+        if n == s.width:
+            return False
+        plain = True
+        if p[0] == 34:  # a quoted cell
+            p += 1
+            start = p
+            copy = NULL
+            while True:
+                while not _CSV_QUOTED[p[0]]:
+                    p += 1
+                c = p[0]
+                if c == 34:
+                    if p[1] != 34:
+                        break  # the closing quote
+                    if copy == NULL:  # the first '""': unescape from here on
+                        if o == NULL:
+                            if s.cap < size:
+                                o = <unsigned char*>PyMem_Realloc(s.buf, size)
+                                if o == NULL:
+                                    return False
+                                s.buf, s.cap = o, size
+                            o = s.buf
+                        copy = o
+                        plain = False
+                    memcpy(o, start, p + 1 - start)
+                    o += p + 1 - start
+                    p += 2
+                    start = p
+                elif c >= 0x80:
+                    k = _utf8_seq(p)
+                    if k == 0:
+                        return False
+                    p += k
+                elif c == 0 and p == end:
+                    return False  # the cell goes on past the line
+                else:
+                    plain = False
+                    p += 1
+            if copy == NULL:
+                s.cells[n].p = start
+                s.cells[n].n = p - start
+            else:
+                memcpy(o, start, p - start)
+                o += p - start
+                s.cells[n].p = copy
+                s.cells[n].n = o - copy
+            p += 1
+            c = p[0]
+            if p != end and c != 44 and c != 13:
+                return False  # text after the closing quote
+        else:
+            start = p
+            while True:
+                while not _CSV_BARE[p[0]]:
+                    p += 1
+                c = p[0]
+                if c >= 0x80:
+                    k = _utf8_seq(p)
+                    if k == 0:
+                        return False
+                    p += k
+                elif c == 34 or c == 44 or c == 13 or (c == 0 and p == end):
+                    break
+                elif c == 10:  # not in a line (contract), but the csv module would end a row
+                    return False
+                else:
+                    plain = False
+                    p += 1
+            if c == 34:
+                return False  # a quote in an unquoted cell: the csv module's text, not ours
+            s.cells[n].p = start
+            s.cells[n].n = p - start
+        s.cells[n].plain = plain
+        if _over_limit(&s.cells[n], s.limit):
+            return False
+        n += 1
+        if p == end:
+            break
+        if c == 13:  # the record ends; only more CRs may follow
+            p += 1
+            while p != end:
+                if p[0] != 13:
+                    return False
+                p += 1
+            break
+        p += 1  # the comma
+    return n == s.width
+
+
+cdef bint _blanks_then_hash(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    """``str.lstrip()`` of the UTF-8 ``p`` starts with '#': skips what ``str.isspace`` calls
+    white space (ASCII 9-13, 28-32; U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029,
+    U+202F, U+205F, U+3000)."""
+    cdef Py_ssize_t i = 0
+    cdef unsigned char c
+    while i < n:
+        c = p[i]
+        if 9 <= c <= 13 or 28 <= c <= 32:
+            i += 1
+        elif c == 0xC2 and (p[i + 1] == 0x85 or p[i + 1] == 0xA0):
+            i += 2
+        elif c == 0xE1 and p[i + 1] == 0x9A and p[i + 2] == 0x80:
+            i += 3
+        elif c == 0xE2 and p[i + 1] == 0x80 and (p[i + 2] <= 0x8A or p[i + 2] == 0xA8
+                                                 or p[i + 2] == 0xA9 or p[i + 2] == 0xAF):
+            i += 3  # U+2000-U+200A (0x80-0x8A: a continuation byte is >= 0x80), U+2028/9, U+202F
+        elif c == 0xE2 and p[i + 1] == 0x81 and p[i + 2] == 0x9F:
+            i += 3
+        elif c == 0xE3 and p[i + 1] == 0x80 and p[i + 2] == 0x80:
+            i += 3
+        else:
+            break
+    return i < n and p[i] == 35
+
+
+cdef object _csv_record(CsvScan* s, const unsigned char* p, Py_ssize_t size, Py_ssize_t handle_at,
+                        const CsvCol* cols, Py_ssize_t ncol, JValue* v, unsigned int t,
+                        bytes now_text, long long reserved_index, bint case_sensitive,
+                        bytes under):
+    """One line → ``(key, blob)``, or None (the caller's line)."""
+    cdef Py_ssize_t j, k = 0, un
+    cdef const Cell* cell
+    cdef unsigned char c
+    cdef object key, blob
+    if not _csv_cells(s, p, size):
+        return None
+    cell = &s.cells[0]
+    if cell.n:  # a comment (registry.import_lines): '#' first, or after blanks
+        c = cell.p[0]
+        if c == 35 or (c <= 32 and _blanks_then_hash(cell.p, cell.n)):
+            return None
+    for j in range(s.width):
+        if s.cells[j].n:
+            break
+    else:
+        return None  # every cell empty
+    if s.cells[handle_at].n == 0:
+        return None
+    for j in range(ncol):
+        cell = &s.cells[cols[j].pos]
+        if cell.n == 0:
+            continue
+        if not cols[j].ok or k == MAX_VALUES:
+            return None
+        v[k].index = cols[j].index
+        v[k].t = cols[j].t
+        v[k].tl = cols[j].tl
+        v[k].d = cell.p
+        v[k].dl = cell.n
+        v[k].ttl = cols[j].ttl
+        v[k].perms = DEFAULT_PERMISSIONS
+        v[k].measured = cell.plain  # else _finish measures type and data
+        if v[k].measured:
+            v[k].tx = cols[j].tx
+            v[k].dx = 0
+        if not _finish(&v[k], reserved_index):
+            return None
+        k += 1
+    if k == 0:
+        return None
+    cell = &s.cells[handle_at]
+    key = _normalize(cell.p, cell.n, case_sensitive)
+    if key is None:
+        return None
+    un = PyBytes_GET_SIZE(under)
+    if PyBytes_GET_SIZE(key) < un or memcmp(PyBytes_AS_STRING(key), PyBytes_AS_STRING(under),
+                                            un) != 0:  # fmt: skip
+        return None
+    blob = _emit(v, k, t, now_text)
+    if blob is None:
+        return None
+    return key, blob
+
+
+cdef bint _csv_columns(object columns, Py_ssize_t width, CsvCol* cols) noexcept:
+    """``columns`` (a tuple, of ``ncol`` items) into ``cols``; False when ``encode_csv_row``
+    would decline every row of ``width`` cells (a column not a 4-tuple, a position out of
+    range).  A column whose index, type or ttl it would decline is marked not ``ok``."""
+    cdef Py_ssize_t j
+    cdef int overflow = 0
+    cdef object col, index, vtype, ttl
+    for j in range(PyTuple_GET_SIZE(columns)):
+        col = <object>PyTuple_GET_ITEM(columns, j)
+        if not PyTuple_CheckExact(col) or PyTuple_GET_SIZE(col) != 4:
+            return False
+        cols[j].pos = _position(<object>PyTuple_GET_ITEM(col, 0), width)
+        if cols[j].pos < 0:
+            return False
+        cols[j].ok = False
+        index = <object>PyTuple_GET_ITEM(col, 1)
+        if not PyLong_CheckExact(index):
+            continue
+        cols[j].index = PyLong_AsLongLongAndOverflow(index, &overflow)
+        if overflow:
+            continue
+        vtype = <object>PyTuple_GET_ITEM(col, 2)
+        cols[j].t = _utf8(vtype, &cols[j].tl)
+        if cols[j].t == NULL:
+            continue
+        if not PyUnicode_IS_ASCII(vtype) or _hs_(cols[j].t, cols[j].tl):
+            if vtype.upper() in _STRUCTURED:
+                continue
+        cols[j].tx = _escape_extra(cols[j].t, cols[j].tl, False)
+        ttl = <object>PyTuple_GET_ITEM(col, 3)
+        cols[j].ttl = DEFAULT_TTL
+        if ttl is not None:
+            if not PyLong_CheckExact(ttl):
+                continue
+            cols[j].ttl = PyLong_AsLongLongAndOverflow(ttl, &overflow)
+            if overflow:
+                continue
+        cols[j].ok = True
+    return True
+
+
+def encode_csv_lines(object parts, object width, object handle_at, object columns, object now,
+                     bytes now_text not None, long long reserved_index, bint case_sensitive,
+                     bytes under not None, Py_ssize_t max_line):
+    cdef CsvScan s
+    cdef Cell cell_stack[STACK_CELLS]
+    cdef CsvCol col_stack[STACK_VALUES]
+    cdef JValue v_stack[STACK_VALUES]
+    cdef CsvCol* cols = col_stack
+    cdef JValue* v = v_stack
+    cdef unsigned int t = 0
+    cdef Py_ssize_t i, n, size, at = -1, ncol = 0, limit, longest = 0
+    cdef bint usable
+    cdef list pairs = [], taken = [], other = []
+    cdef object line, r
+    if not PyList_CheckExact(parts):
+        raise TypeError(f"encode_csv_lines() needs a list, not {type(parts).__name__}")
+    if not PyLong_CheckExact(width):
+        raise TypeError(f"encode_csv_lines() needs an int width, not {type(width).__name__}")
+    n = PyList_GET_SIZE(parts)
+    for i in range(n):
+        line = <object>PyList_GET_ITEM(parts, i)
+        if not PyBytes_CheckExact(line):
+            raise TypeError(f"encode_csv_lines() needs bytes lines, not {type(line).__name__}")
+        longest = max(longest, PyBytes_GET_SIZE(line))
+    s.cells = cell_stack
+    s.buf = NULL
+    s.cap = 0
+    s.width = 0
+    limit = csv.field_size_limit()
+    s.limit = limit if limit > 0 else 0
+    # A line of ``width`` cells holds ``width`` - 1 commas: a wider header takes no line (and
+    # the cells' array stays within 16 bytes a byte of the longest line).
+    usable = (_server_time(now, &t) and PyTuple_CheckExact(columns) and 0 < width
+              and width - 1 <= min(max_line, longest))  # fmt: skip
+    try:
+        if usable:
+            s.width = width
+            at = _position(handle_at, s.width)
+            ncol = PyTuple_GET_SIZE(columns)
+            if s.width > STACK_CELLS:
+                s.cells = <Cell*>PyMem_Malloc(s.width * sizeof(Cell))
+            if ncol > STACK_VALUES:
+                cols = <CsvCol*>PyMem_Malloc(ncol * sizeof(CsvCol))
+                v = <JValue*>PyMem_Malloc(ncol * sizeof(JValue))
+            if s.cells == NULL or cols == NULL or v == NULL:
+                raise MemoryError()
+            usable = at >= 0 and _csv_columns(columns, s.width, cols)
+        for i in range(n):
+            line = <object>PyList_GET_ITEM(parts, i)
+            size = PyBytes_GET_SIZE(line)
+            if size == 0:
+                continue  # blank
+            r = None
+            if usable and size <= max_line:
+                r = _csv_record(&s, <const unsigned char*>PyBytes_AS_STRING(line), size, at, cols,
+                                ncol, v, t, now_text, reserved_index, case_sensitive, under)
+            if r is None:
+                other.append(i)
+            else:
+                pairs.append(r)
+                taken.append(i)
+        return pairs, taken, other
+    finally:
+        if s.cells != cell_stack:
+            PyMem_Free(s.cells)
+        if cols != col_stack:
+            PyMem_Free(cols)
+        if v != v_stack:
+            PyMem_Free(v)
+        PyMem_Free(s.buf)
 
 
 # -- UDP datagram pump -----------------------------------------------------------------------

@@ -8,7 +8,9 @@ is restated in ``native.constants`` and checked against ``resolver.record`` by a
 from __future__ import annotations
 
 import collections
+import csv
 import hashlib
+import io
 import re
 import struct
 
@@ -831,6 +833,108 @@ def encode_csv_row(row, handle_at, columns, now, now_text, reserved_index, case_
         return None
     blob = pack_json_values(values, now, now_text, reserved_index)
     return None if blob is None else (key, blob)
+
+
+# -- CSV import lines --------------------------------------------------------------------------
+
+# Every '"' of the line in an RFC 4180 quoted cell: a cell that starts with '"', holds '""' for
+# each quote in it and ends with '"' at a comma, a CR or the line's end.  (The csv module also
+# reads a '"' inside an unquoted cell, as text; encode_csv_lines leaves such lines to the caller.)
+_QUOTES_IN_QUOTED_CELLS = re.compile(
+    r'(?:"(?:[^"]|"")*"|[^",\r]*)(?:,(?:"(?:[^"]|"")*"|[^",\r]*))*\r*')
+
+
+def _csv_line(line, width, handle_at, columns, now, now_text, reserved_index, case_sensitive):
+    """One physical line → ``(key, blob)`` or None, as ``encode_csv_lines`` defines it."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if '"' in text and _QUOTES_IN_QUOTED_CELLS.fullmatch(text) is None:
+        return None
+    try:
+        rows = list(csv.reader(io.StringIO(text + "\n", newline="\n"), strict=True))
+    except csv.Error:
+        return None
+    if len(rows) != 1 or len(rows[0]) != width or not width:
+        return None
+    row = rows[0]
+    first = row[0][:1]
+    if first == "#" or (first and first <= " " and row[0].lstrip()[:1] == "#"):
+        return None  # a comment (registry.import_lines)
+    if not any(row):
+        return None
+    return encode_csv_row(row, handle_at, columns, now, now_text, reserved_index, case_sensitive)
+
+
+def encode_csv_lines(parts, width, handle_at, columns, now, now_text, reserved_index,
+                     case_sensitive, under, max_line):
+    """A region of a CSV import body → ``(pairs, taken, other)``: the CSV twin of
+    ``encode_jsonl_lines``, each physical line read as one record without the csv module's
+    per-row Python objects (the Cython twin cuts the cells in C).
+
+    ``parts`` is a list of bytes, physical lines without their b"\\n", all after the header and
+    with no record open before the first (the caller's to know: a line with an odd number of
+    '"' — never taken — may open a record that the lines after it continue); ``width`` the
+    header's number of cells; ``handle_at``, ``columns``, ``now``, ``now_text``,
+    ``reserved_index`` and ``case_sensitive`` are ``encode_csv_row``'s; ``under`` and
+    ``max_line`` are ``encode_jsonl_lines``'.  For each ``i`` in order, ``parts[i]`` is:
+
+    - blank (empty: b""): in no list;
+    - taken: ``len(parts[i]) <= max_line``, ``r = line(parts[i])`` (below) is not None and
+      ``r[0].startswith(under)``: ``pairs`` gets ``r`` and ``taken`` gets ``i`` (aligned);
+    - otherwise in ``other``, for the caller to read with the csv module (a comment, a wrong
+      number of cells, a quoted cell going on to the next line, a CSV error, a decline).
+
+    ``line(b)`` is exactly this reference, the caller's reading of a record on one line::
+
+        text = b.decode("utf-8")  # strict; an error: None
+        # None unless every '"' is in a quoted cell (RFC 4180; see below)
+        rows = list(csv.reader(io.StringIO(text + "\\n", newline="\\n"), strict=True))
+        # csv.Error: None; else exactly one row of exactly width >= 1 cells
+        row = rows[0]
+        first = row[0][:1]  # a comment: None
+        if first == "#" or (first and first <= " " and row[0].lstrip()[:1] == "#"): ...
+        # every cell empty: None
+        return encode_csv_row(row, handle_at, columns, now, now_text, reserved_index,
+                              case_sensitive)
+
+    The quoting rule: a line with a '"' inside an unquoted cell (``ab"c``, `` "x"``), which
+    the csv module reads as text, is left to the caller.  So a taken line holds only cells
+    that are either unquoted (no '"', no CR) or quoted: '"', any text with each '"' doubled
+    (CR included), '"', then a comma or the end of the record.  The csv module's own rules
+    complete the picture: a CR outside a quoted cell ends the record and only more CRs may
+    follow it (so CRLF lines, "a,b\\r", are taken; "a\\rb" is an error; a line starting with
+    a CR is no record), NUL is text, a cell holds at most ``csv.field_size_limit()``
+    characters.  (A b"\\n", which ``parts`` should not hold, is text in a quoted cell and
+    ends the record elsewhere: more than one row, so the line is the caller's.)
+
+    ``TypeError`` when ``parts`` is not a list or holds anything but bytes, when ``under`` is
+    not bytes or ``width`` not an int.  Other odd arguments (``columns``, ``handle_at``,
+    ``now``) leave every line to the caller, as ``encode_csv_row`` declines them.
+    """
+    if type(parts) is not list:
+        raise TypeError(f"encode_csv_lines() needs a list, not {type(parts).__name__}")
+    if type(under) is not bytes:
+        raise TypeError(f"encode_csv_lines() needs bytes under, not {type(under).__name__}")
+    if type(width) is not int:
+        raise TypeError(f"encode_csv_lines() needs an int width, not {type(width).__name__}")
+    pairs, taken, other = [], [], []
+    for i, line in enumerate(parts):
+        if type(line) is not bytes:
+            raise TypeError(f"encode_csv_lines() needs bytes lines, not {type(line).__name__}")
+        if not line:
+            continue
+        r = None
+        if len(line) <= max_line:
+            r = _csv_line(line, width, handle_at, columns, now, now_text, reserved_index,
+                          case_sensitive)  # fmt: skip
+        if r is not None and r[0].startswith(under):
+            pairs.append(r)
+            taken.append(i)
+        else:
+            other.append(i)
+    return pairs, taken, other
 
 
 # -- UDP datagram pump -----------------------------------------------------------------------

@@ -74,6 +74,7 @@ Example::
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import csv
 import io
@@ -116,12 +117,16 @@ class Encoded(NamedTuple):
     pairs: list
     taken: list
     parts: list
+    handle_at: int = -1  # CSV: the handle's column; -1: JSON Lines
 
     def handle(self, j: int) -> str | None:
         """The handle of the j-th encoded line, as written (for its error report)."""
+        line = self.parts[self.taken[j]]
         try:
-            return orjson.loads(self.parts[self.taken[j]])["handle"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+            if self.handle_at >= 0:
+                return next(csv.reader([line.decode("utf-8")], strict=True))[self.handle_at]
+            return orjson.loads(line)["handle"]
+        except (ValueError, KeyError, TypeError, IndexError, csv.Error):
             return None
 
 
@@ -217,9 +222,10 @@ class LineParser:
         JSON Lines: ``fast(parts) -> (pairs, taken, other)`` for the lines of a region; its
         ``(key, record)`` pairs come back as ONE Line ``(last line number, None, Encoded(...),
         None)``, and only the lines listed in ``other`` are parsed here (blank lines are in
-        neither list).  CSV: ``fast(row, handle_at, columns) -> (key, record) | None`` per
+        neither list).  CSV: ``fast.row(row, handle_at, columns) -> (key, record) | None`` per
         record, ``columns`` the tuple of ``(position, index, type, ttl)`` of the header; a
-        result is the Line's ``values``.  Either way the caller tells encoded Lines apart by
+        result is the Line's ``values``; and ``fast.lines(parts, width, handle_at, columns)
+        -> (pairs, taken, other)`` for whole regions, like JSON Lines.  Either way the caller tells encoded Lines apart by
         the type of ``values`` (``Encoded``, a tuple, or the usual list)."""
         self.fast = fast
         if fmt not in FORMATS:
@@ -397,6 +403,44 @@ class LineParser:
     # -- CSV --------------------------------------------------------------------------------
 
     def _csv_region(self, region: bytes, out: list[Line]) -> None:
+        if (self.fast is not None and self._columns is not None and not self._pending
+                and not self._dropping):
+            self._csv_fast(region, out)
+        else:
+            self._csv_plain(region, out)
+
+    def _csv_fast(self, region: bytes, out: list[Line]) -> None:
+        """The native encoder takes every line that is a whole record by itself; the csv
+        module reads the others — and every line from the first one that may open a quoted
+        cell spanning lines (an odd number of quotes): after it, a line that looks like a
+        record may be the rest of a cell."""
+        parts = region.split(b"\n")
+        parts.pop()
+        n0 = self._n
+        pairs, taken, other = self.fast.lines(parts, self._width, self._handle_at,
+                                              self._fast_columns)  # fmt: skip
+        cut = len(parts)
+        for i in other:
+            if parts[i].count(b'"') & 1:
+                cut = i
+                break
+        if cut < len(parts):
+            keep = bisect.bisect_left(taken, cut)
+            pairs, taken = pairs[:keep], taken[:keep]
+        for i in other:
+            if i >= cut:
+                break
+            self._n = n0 + i
+            self._csv_plain(parts[i] + b"\n", out)
+        if cut < len(parts):
+            self._n = n0 + cut
+            self._csv_plain(b"\n".join(parts[cut:]) + b"\n", out)
+        self._n = n0 + len(parts)
+        if pairs:  # last: a Line list ends with its highest number
+            out.append((n0 + len(parts), None,
+                        Encoded(n0 + 1, pairs, taken, parts, self._handle_at), None))
+
+    def _csv_plain(self, region: bytes, out: list[Line]) -> None:
         try:
             text = region.decode("utf-8")
         except UnicodeDecodeError:
@@ -527,7 +571,7 @@ class LineParser:
                     append(_error(number, MalformedRequest("row without a handle")))
                 continue
             if fast is not None:
-                done = fast(row, handle_at, fast_columns)
+                done = fast.row(row, handle_at, fast_columns)
                 if done is not None:
                     append((number, handle, done, None))
                     continue

@@ -521,7 +521,7 @@ class ImportSession:
 
     def _fast(self, now: int):
         if self.parser.fmt == "csv":
-            return fast_csv(now, self.case_sensitive)
+            return fast_csv(now, self.case_sensitive, self._under, self.parser.max_line)
         return fast_jsonl(now, self.case_sensitive, self._under, self.parser.max_line)
 
     def _outside(self, handle: str) -> IdnodeError:

@@ -149,14 +149,32 @@ def fast_jsonl(now: int, case_sensitive: bool, under: bytes, max_line: int):
                                 max_line)  # fmt: skip
 
 
-def fast_csv(now: int, case_sensitive: bool):
-    """``fast(row, handle_at, columns) -> (key, record) | None`` for CSV import records:
-    ``native.encode_csv_row``, values stamped ``now``."""
+class _CsvEncoder:
+    """CSV import records → stored records (``registry.import_lines``): ``row`` for one
+    record read by the csv module (``native.encode_csv_row``), ``lines`` for the lines of a
+    region that are whole records by themselves (``native.encode_csv_lines``)."""
+
+    __slots__ = ("now", "text", "case_sensitive", "under", "max_line")
+
+    def __init__(self, now: int, case_sensitive: bool, under: bytes, max_line: int) -> None:
+        self.now, self.text = now, iso_utc(now).encode("ascii")
+        self.case_sensitive, self.under, self.max_line = case_sensitive, under, max_line
+
+    def row(self, row, handle_at: int, columns: tuple):
+        return native.encode_csv_row(row, handle_at, columns, self.now, self.text,
+                                     TEMPLATE_INDEX, self.case_sensitive)  # fmt: skip
+
+    def lines(self, parts: list, width: int, handle_at: int, columns: tuple):
+        return native.encode_csv_lines(parts, width, handle_at, columns, self.now, self.text,
+                                       TEMPLATE_INDEX, self.case_sensitive, self.under,
+                                       self.max_line)  # fmt: skip
+
+
+def fast_csv(now: int, case_sensitive: bool, under: bytes, max_line: int):
+    """The native encoder of CSV import records (``_CsvEncoder``), values stamped ``now``."""
     if type(now) is not int or not 0 <= now <= 0x7FFFFFFF:
         return None
-    encode, text = native.encode_csv_row, iso_utc(now).encode("ascii")
-    return lambda row, handle_at, columns: encode(row, handle_at, columns, now, text,
-                                                  TEMPLATE_INDEX, case_sensitive)  # fmt: skip
+    return _CsvEncoder(now, case_sensitive, under, max_line)
 
 
 def sections(blob: bytes) -> tuple[int, int, list[tuple[int, int, int, int]], bytes, bytes]:

@@ -31,7 +31,7 @@ from .http_admin import _response, error_response, not_allowed
 PATH = "/api/v1/imports"
 #: Body bytes handed to the job at a time: large enough to amortise the thread hop, small
 #: enough that a piece's lines take milliseconds, not seconds.
-PIECE = 256 << 10
+PIECE = 1 << 20
 
 
 class ImportsHttp:

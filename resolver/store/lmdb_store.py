@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import operator
 import os
 import time
 from typing import Iterable, Iterator
@@ -281,13 +282,11 @@ class LmdbStore:
         # and no slice is long to copy while holding the GIL
         h = hashlib.sha256()
         for i in range(0, len(items), _PUT_SLICE):
-            h.update(b"".join([blob for _key, blob in items[i : i + _PUT_SLICE]]))
-        digest = h.digest()
-        item = S.IMPORT_ITEM.pack
-        detail = b"".join([item(len(key)) + key for key, _blob in items])
+            h.update(b"".join(map(_SECOND, items[i : i + _PUT_SLICE])))
+        detail = S.IMPORT_SEPARATOR.join(map(_FIRST, items))  # keys hold no control byte
         log = _Log(txn, self.changes_db, ident)
         log.append(S.ACTION_IMPORT, 0, marker, None, None,
-                   S.IMPORT_COUNT.pack(len(items)) + detail, after=digest)  # fmt: skip
+                   S.IMPORT_COUNT.pack(len(items)) + detail, after=h.digest())  # fmt: skip
         return log.last()
 
     def _apply(self, txn, batch: list[Change], ident: bytes) -> int:
@@ -362,6 +361,9 @@ class LmdbStore:
 #: Records per ``putmulti`` call: it holds the GIL for its whole loop, and the worker's event
 #: loop (UDP and HTTP answers) must get it back within about a millisecond.
 _PUT_SLICE = 512
+
+
+_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 
 
 class _SomeExist(Exception):
@@ -469,16 +471,12 @@ def decode_change(txn_id: int, v: bytes) -> LoggedChange:
     before, after = bytes(v[p : p + S.DIGEST_SIZE]), bytes(v[p + S.DIGEST_SIZE : p + 2 * S.DIGEST_SIZE])
     p += 2 * S.DIGEST_SIZE
     detail: tuple[bytes, ...] = ()
-    if action == S.ACTION_IMPORT and len(v) >= p + S.IMPORT_COUNT.size:
+    if action == S.ACTION_IMPORT and len(v) > p + S.IMPORT_COUNT.size:
         (count,) = S.IMPORT_COUNT.unpack_from(v, p)
-        p += S.IMPORT_COUNT.size
-        keys = []
-        for _ in range(count):
-            (klen,) = S.IMPORT_ITEM.unpack_from(v, p)
-            p += S.IMPORT_ITEM.size
-            keys.append(bytes(v[p : p + klen]))
-            p += klen
-        detail = tuple(keys)
+        detail = tuple(bytes(v[p + S.IMPORT_COUNT.size :]).split(S.IMPORT_SEPARATOR))
+        if len(detail) != count:
+            raise StoreError(f"change {txn_id}: import detail lists {len(detail)} keys, "
+                             f"not {count}")  # fmt: skip
     return LoggedChange(txn_id, action, ms, key, op, identity,
                         None if before == S.NO_DIGEST else before,
                         None if after == S.NO_DIGEST else after, detail)  # fmt: skip

@@ -73,7 +73,7 @@ ACTION_UNHOME_PREFIX = 5  # also: a prefix disabled (DISABLED)
 #: line>-<last line>``, op 0, before = none, after = SHA-256 of the concatenated records the
 #: chunk created (in the order of the detail); after the digests, the per-identifier detail:
 #:
-#:     u32 n, then n times: u16 key length, the records key (ascending)
+#:     u32 n, then the n records keys (ascending) joined by b"\n" (a key holds no control byte)
 #:
 #: One entry instead of n, and one digest over the chunk instead of n: a chunk of 20,000
 #: creations costs one log put and one hash (which runs without the GIL).  Every identifier of
@@ -82,7 +82,7 @@ ACTION_UNHOME_PREFIX = 5  # also: a prefix disabled (DISABLED)
 #: format bump: entries of the other actions are unchanged.
 ACTION_IMPORT = 6
 IMPORT_COUNT = struct.Struct(">I")
-IMPORT_ITEM = struct.Struct(">H")  # key length; then the key
+IMPORT_SEPARATOR = b"\n"
 
 META_FORMAT_VERSION = b"format_version"
 META_CREATED = b"created"

@@ -26,6 +26,7 @@ def test_implementation():
         assert native.encode_jsonl_line is _hotpath_py.encode_jsonl_line
         assert native.encode_jsonl_lines is _hotpath_py.encode_jsonl_lines
         assert native.encode_csv_row is _hotpath_py.encode_csv_row
+        assert native.encode_csv_lines is _hotpath_py.encode_csv_lines
     else:
         from native import _hotpath  # ImportError here: the extension was expected, not built
 
@@ -37,4 +38,5 @@ def test_implementation():
         assert native.encode_jsonl_line is _hotpath.encode_jsonl_line
         assert native.encode_jsonl_lines is _hotpath.encode_jsonl_lines
         assert native.encode_csv_row is _hotpath.encode_csv_row
+        assert native.encode_csv_lines is _hotpath.encode_csv_lines
         assert _hotpath.__file__.endswith((".so", ".pyd"))

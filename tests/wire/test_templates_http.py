@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 
 import pytest
 import requests
@@ -164,3 +166,27 @@ def test_template_violations_are_400_with_per_field_errors(tnode, published):
     assert r.status_code in (200, 201)
     r = _call(tnode, "PUT", "/api/handles/88.118.8/G-4", A8, _values(published, "SN-G3"))
     assert r.status_code == 400 and r.json()["errors"][0]["path"] == "values[3].data.value"
+
+
+def test_native_protocol_writes_are_checked_too(tnode, published, idnode_env, tmp_path):
+    """OC_CREATE_HANDLE (``idnode create`` over TCP 2641) with a value that breaks its field:
+    RC 202 naming the field; a valid one is created with its grades applied."""
+    secret = tmp_path / "secret"
+    secret.write_text(SECRET_8)
+
+    def create(handle, made):
+        return subprocess.run(
+            [sys.executable, "-m", "resolver", "create", handle, "--auth", "300:88.118.8/ADMIN",
+             "--secret-file", str(secret), "--server", f"127.0.0.1:{tnode.handle_port}",
+             "--value", f"1001:TEMPLATE:{published}", "--value", "2000:serial:SN-N1",
+             "--value", f"2002:made:{made}"],
+            capture_output=True, text=True, env=idnode_env, timeout=60)  # fmt: skip
+
+    r = create("88.118.8/N-1", "2026-02-30")
+    assert r.returncode == 1 and "202" in r.stdout + r.stderr
+    assert "'made'" in r.stdout + r.stderr
+    assert _call(tnode, "GET", "/api/handles/88.118.8/N-1").status_code == 404
+    r = create("88.118.8/N-2", "2026-02-27")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert 2002 not in _indexes(_call(tnode, "GET", "/api/handles/88.118.8/N-2"))
+    assert 2002 in _indexes(_call(tnode, "GET", "/api/handles/88.118.8/N-2", A8))
