@@ -469,8 +469,12 @@ class ImportSession:
         if self._committer is not None:
             self._committer.shutdown(wait=True)
             self._committer = None
-        with self.im._lock:
-            self.im._running.discard(self.state.id)
+        try:
+            if self.state.state == "running":  # abandoned (the client went away): no owner,
+                self._disown()  # so any worker may resume it, not only this one
+        finally:
+            with self.im._lock:
+                self.im._running.discard(self.state.id)
 
     # -- lines ---------------------------------------------------------------------------------
     def _take(self, lines) -> None:
@@ -759,6 +763,22 @@ class ImportSession:
         st.state, st.error = "failed", exc.message
         self._save_state()
         self._failed_fast = True
+
+    def _disown(self) -> None:
+        """Clear the stored job's owner if it is still this process (read and written in one
+        write transaction: another process may have taken the job over meanwhile)."""
+        name, tag = _JOB + self.state.id.encode(), self.im._tag
+
+        def plan(view):
+            stored = view.get_meta(name)
+            if stored is not None:
+                state = _State.from_bytes(stored)
+                if state.state == "running" and state.owner == tag:
+                    state.owner = ""
+                    view.put_meta(name, state.to_bytes())
+            return []
+
+        self.im.store.update(plan, self.state.who)
 
     def _save_state(self) -> None:
         self.state.updated_ms = int(time.time() * 1000)

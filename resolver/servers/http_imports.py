@@ -20,6 +20,7 @@ Every answer is JSON; errors go through the outcome table (``protocols.http.code
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import orjson
 from aiohttp import web
@@ -27,6 +28,8 @@ from aiohttp import web
 from resolver.errors import AuthenticationNeeded, HandleNotFound, IdnodeError, MalformedRequest
 
 from .http_admin import _response, error_response, not_allowed
+
+log = logging.getLogger("idnode.http.imports")
 
 PATH = "/api/v1/imports"
 #: Body bytes handed to the job at a time: large enough to amortise the thread hop, small
@@ -81,8 +84,8 @@ class ImportsHttp:
         if isinstance(session, dict):  # a finished job of that key: its answer, nothing written
             await _drain(request)
             return _response(200, orjson.dumps(session), {"Idempotent-Replay": "true"})
+        loop, pool = asyncio.get_running_loop(), self.importer.executor
         try:
-            loop, pool = asyncio.get_running_loop(), self.importer.executor
             buf, size = [], 0
             async for data in request.content.iter_any():
                 buf.append(data)
@@ -93,8 +96,12 @@ class ImportsHttp:
             if buf:
                 await loop.run_in_executor(pool, session.feed, b"".join(buf))
             job = await loop.run_in_executor(pool, session.close)
+        except ConnectionError:  # the client went away mid-body: the job waits to be resumed
+            log.info("import job %s: the client went away; lines up to %d are handled, the "
+                     "same Idempotency-Key resumes it", session.state.id, session.state.done)
+            return error_response(MalformedRequest("connection lost"), None)
         finally:
-            session.release()
+            await loop.run_in_executor(pool, session.release)
         return _response(200, orjson.dumps(job))
 
     async def _find(self, request: web.BaseRequest, identity) -> web.Response:

@@ -188,7 +188,7 @@ def test_resume_after_an_interrupted_job_keeps_every_line_exactly_once(store):
     session.feed(b'{"handle": "88.118.8/SN-0')  # and a line it never finished
     session.release()
     mid = im1.find(A8, "resume-1")
-    assert mid["state"] == "running" and mid["done"] == fed and mid["committed"] == fed - 1
+    assert mid["state"] == "interrupted" and mid["done"] == fed and mid["committed"] == fed - 1
     im2 = Importer(Registry(store), chunk_lines=40)  # a restarted worker
     job = run(im2, data, key="resume-1")
     assert job["state"] == "done" and job["skipped"] == fed
@@ -266,3 +266,26 @@ def test_template_lines_are_validated_field_by_field(importer, store):
     assert errs[3]["code"] == 202 and "serial" in errs[3]["message"]
     made = [v for v in unpack(store.get_record(b"88.118.8/T-0")) if v.index == 2001][0]
     assert not made.public_read  # "important": the grade's permissions were applied
+
+
+def test_only_a_live_other_process_holds_a_job(store):
+    """A job another live process runs is refused (409); one whose process is gone — or that
+    its worker gave up when the client went away — is resumed by any process."""
+    from registry import imports
+
+    im = Importer(Registry(store), chunk_lines=40)
+    session = im.open(A8, "88.118.8", "jsonl", "best-effort", "held")
+    session.feed(body(50))
+    session._wait()  # its chunk is committed
+    state = session.state
+    state.owner = f"1:{imports._start_time(1)}"  # as if pid 1 (alive) were running it
+    session._save_state()
+    im._running.discard(state.id)
+    with pytest.raises(ImportRunning):
+        Importer(Registry(store)).open(A8, "88.118.8", "jsonl", "best-effort", "held")
+    state.owner = "999999999:1"  # a process that is gone
+    session._save_state()
+    assert im.find(A8, "held")["state"] == "interrupted"
+    job = run(Importer(Registry(store), chunk_lines=40), body(60), key="held")
+    assert (job["state"], job["committed"], job["skipped"]) == ("done", 60, 50)
+    session.release()

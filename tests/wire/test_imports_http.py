@@ -181,3 +181,35 @@ def test_import_survives_kill_9_of_the_node(start_node, tmp_path_factory, load_l
     assert len(names) == len(set(names)) == n
     for i in (0, n // 2, n - 1):  # and they resolve
         assert resolves(node2, f"88.118.8/{tag}-{i}")
+
+
+def test_a_client_that_goes_away_leaves_a_resumable_job(inode):
+    """The connection drops mid-body: the worker keeps what it committed, gives the job up
+    (no owner: any worker may resume it) and logs no error; the same key finishes it."""
+    import base64
+    import socket
+
+    tag, key = uuid.uuid4().hex[:8], str(uuid.uuid4())
+    body = jsonl(tag, 60_000)
+    auth = base64.b64encode(f"{A8[0]}:{A8[1]}".encode()).decode()
+    with socket.create_connection(("127.0.0.1", inode.port), timeout=10) as s:
+        s.sendall((f"POST {URL}?prefix=88.118.8 HTTP/1.1\r\nHost: x\r\n"
+                   f"Authorization: Basic {auth}\r\nIdempotency-Key: {key}\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n").encode())  # fmt: skip
+        for i in range(0, len(body) * 2 // 3, 65536):
+            piece = body[i : i + 65536]
+            s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        deadline = time.monotonic() + 30
+        while requests.get(inode.base_url + URL, params={"key": key}, auth=A8,
+                           timeout=10).json()["committed"] == 0:  # fmt: skip
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    deadline = time.monotonic() + 30
+    while (mid := requests.get(inode.base_url + URL, params={"key": key}, auth=A8,
+                               timeout=10).json())["state"] != "interrupted":  # fmt: skip
+        assert time.monotonic() < deadline, mid
+        time.sleep(0.05)
+    job = post(inode, body, key=key).json()
+    assert job["state"] == "done" and job["skipped"] == mid["done"] > 0
+    assert (job["committed"], job["failed"]) == (60_000, 0)
+    assert "Traceback" not in inode.stderr()
