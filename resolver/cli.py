@@ -2,7 +2,8 @@
 store, engine, registry and servers together.
 
 Commands: ``serve`` (supervisor + workers), ``load FILE.jsonl``, ``check-config FILE``,
-``stat``, ``resolve HANDLE`` (a client of any node); the registry's tools ``prefix``,
+``stat``, ``resolve HANDLE`` (a client of any node), ``dns-name IDENTIFIER`` /
+``dns-identifier NAME`` (the DNS mapping); the registry's tools ``prefix``,
 ``identity``, ``create``/``modify``/``delete`` and ``import FILE --prefix P`` (bulk import jobs,
 ``registry.import_cli``).  Exit codes: 0 success, 1 operational
 failure (bad records, store full; for ``resolve``: any response code but 1), 2 bad usage or
@@ -66,6 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     res.add_argument("--json", action="store_true",
                      help="print the Handle.net v9 REST JSON of the answer")  # fmt: skip
     res.add_argument("--timeout", type=float, default=10.0, help="seconds to wait in all (10)")
+    dname = sub.add_parser("dns-name", help="print the DNS name of an identifier")
+    dname.add_argument("identifier", help="identifier, e.g. 88.118.8/SN-2026-0001")
+    dident = sub.add_parser("dns-identifier", help="print the identifier a DNS name stands for")
+    dident.add_argument("name", help="DNS name, e.g. sn-2026-0001.8.118.88.id.idnode.test.")
+    for p in (dname, dident):
+        p.add_argument("--apex", help="DNS apex the names live under (default id.idnode.test.)")
+        p.add_argument("--case-sensitive", dest="case_sensitive", action="store_true",
+                       help="suffixes are case-sensitive (as the node's case_sensitive setting)")
+
     from registry import admin_cli, import_cli, operator_cli  # the composition root wires them
 
     operator_cli.register(sub)
@@ -346,6 +356,28 @@ def cmd_resolve(args) -> int:
     return 0 if rc == 1 else 1
 
 
+def cmd_dns(args) -> int:
+    """``idnode dns-name`` / ``dns-identifier`` (resolver.protocols.dns.mapping): 0 printed,
+    1 no identifier has that name, 2 bad identifier or apex."""
+    from resolver.protocols.dns import mapping
+
+    apex = args.apex or mapping.DEFAULT_APEX
+    try:
+        if args.command == "dns-name":
+            print(mapping.to_dns_name(args.identifier, apex, case_sensitive=args.case_sensitive))
+            return 0
+        ident = mapping.from_dns_name(args.name, apex, case_sensitive=args.case_sensitive)
+    except (IdnodeError, ValueError) as exc:
+        print(f"idnode {args.command}: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 2
+    if ident is None:
+        print(f"idnode dns-identifier: {args.name}: not an identifier's name under {apex}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    print(ident)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -359,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "resolve":
         return cmd_resolve(args)
+    if args.command in ("dns-name", "dns-identifier"):
+        return cmd_dns(args)
     if args.command in ("prefix", "identity"):
         from registry import operator_cli
 

@@ -65,3 +65,16 @@ def test_normal_build_makes_the_extension(tmp_path):
     assert "built the Cython hot path" in result.stderr
     assert list((src / "native").glob("_hotpath*.so"))
     assert _implementation(src) == "cython"
+
+
+def test_every_package_is_installed():
+    """``[tool.setuptools] packages`` lists packages one by one: a new package missing there
+    works from the source tree and is silently left out of ``pip install .``."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])  # fmt: skip
+    found = {str(p.parent.relative_to(ROOT)).replace("/", ".")
+             for top in ("native", "resolver", "registry")
+             for p in (ROOT / top).rglob("__init__.py") if "__pycache__" not in p.parts}
+    assert found == listed
