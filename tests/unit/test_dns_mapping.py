@@ -348,3 +348,11 @@ def test_reverse_accepts_exactly_the_names_produced(labels, cs):
     if back is not None:
         assert to_dns_name(back, case_sensitive=cs) == name.lower()
     assert from_dns_name(".".join(labels) + ".example.org.", case_sensitive=cs) is None
+
+
+def test_an_apex_with_an_underscore_label_round_trips():
+    apex = "_ids.example."
+    name = to_dns_name("88.118.8/SN-1", apex)
+    assert name == "sn-1.8.118.88._ids.example."
+    assert from_dns_name(name, apex) == "88.118.8/SN-1"
+    assert from_dns_name("sn_1.8.118.88._ids.example.", apex) is None  # "_" only in the apex

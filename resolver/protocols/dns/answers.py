@@ -21,7 +21,7 @@ Which types (``qtype``):
 TXT (16)    one RR per public value (any value type)
 URI (256)   one RR per public ``URL`` value whose data is an absolute URI
 NAPTR (35)  one RR per public ``URL`` value whose URI fits a NAPTR regexp
-ANY (255)   RFC 8482 §4.2 minimal answer: the TXT RRset only — it alone carries every
+ANY (255)   RFC 8482 §4.1 minimal answer (a subset): the TXT RRset only — it alone carries every
             public value, so one RRset answers "everything" without a second lookup
 other       ``[]`` (the caller answers NODATA)
 ==========  ======================================================================

@@ -93,7 +93,7 @@ PREFIX_B32_MAX_BYTES = B32_PER_LABEL * 5 // 8  # 36 bytes → 58 base32 characte
 _NA = NA_PREFIX.encode()
 _PLAIN = re.compile(rb"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 _APEX_LABEL = re.compile(rb"[a-z0-9_-]{1,63}\Z")
-_NAME_CHARS = re.compile(rb"[a-z0-9.-]*\Z")
+_NAME_CHARS = re.compile(rb"[a-z0-9_.-]*\Z")  # "_": apex labels may hold it (_APEX_LABEL)
 
 
 def to_dns_name(identifier: str, apex: str = DEFAULT_APEX, *, case_sensitive: bool = False) -> str:
