@@ -49,7 +49,6 @@ from aiohttp import web
 from resolver.errors import AuthenticationNeeded, IdnodeError, MalformedRequest, Outcome
 from resolver.protocols.handle.codes import RC_FOR
 from resolver.protocols.http import codec
-from resolver.protocols.http.codes import STATUS_FOR
 from resolver.servers.http_admin import error_response, json_body, not_allowed
 
 TEMPLATES = "/api/v1/templates"
@@ -63,14 +62,6 @@ _HEADERS = {"Content-Type": codec.CONTENT_TYPE, "Access-Control-Allow-Origin": "
 def _ok(obj: dict, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps({"responseCode": 1, **obj}), status=status,
                         headers=_HEADERS)  # fmt: skip
-
-
-def _error(exc: IdnodeError) -> web.Response:
-    errors = getattr(exc, "errors", None)
-    if errors is None:
-        return error_response(exc, None)
-    body = codec.error_body(RC_FOR[exc.outcome], None, exc.message, errors=errors)
-    return web.Response(body=body, status=STATUS_FOR[exc.outcome], headers=_HEADERS)
 
 
 def _not_found(request: web.BaseRequest) -> web.Response:
@@ -127,7 +118,7 @@ class TemplatesHttp:
             return await self._run_as(request, self._transition(scope, name, version, parts[3]),
                                       need=True)  # fmt: skip
         except IdnodeError as exc:
-            return _error(exc)
+            return error_response(exc, None)
 
     async def _run_as(self, request: web.BaseRequest, handler, *, need: bool) -> web.Response:
         """Authenticate (``need``: an identity is required), run ``handler(request,
@@ -139,7 +130,7 @@ class TemplatesHttp:
             resp = await handler(request, identity)
             return self.admin._with_session(resp, request, token)
         except IdnodeError as exc:
-            return _error(exc)
+            return error_response(exc, None)
 
     async def _call(self, fn, *args):
         loop = asyncio.get_running_loop()
