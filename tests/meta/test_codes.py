@@ -87,3 +87,38 @@ def test_anchor_codes(outcome, pair):
 
 def test_success_is_only_success():
     assert [o for o in Outcome if RC_FOR[o] == ResponseCode.SUCCESS] == [Outcome.OK]
+
+
+# -- DNS (issue 6) ------------------------------------------------------------------------------
+
+
+def test_rcode_for_is_total():
+    from resolver.protocols.dns.codes import RCODE_FOR
+
+    assert set(RCODE_FOR) == set(Outcome), f"missing {set(Outcome) - set(RCODE_FOR)}"
+
+
+@pytest.mark.parametrize("outcome", list(Outcome), ids=lambda o: o.name)
+def test_rcode_is_a_dns_rcode_that_fits_the_header(outcome):
+    import dns.rcode
+
+    from resolver.protocols.dns.codes import RCODE_FOR
+
+    rcode = RCODE_FOR[outcome]
+    assert isinstance(rcode, dns.rcode.Rcode)
+    assert 0 <= int(rcode) <= 15, "extended RCODEs need an OPT RR, which a plain query lacks"
+    # Only success and "the name exists, no data" answer NOERROR.
+    if outcome not in (Outcome.OK, Outcome.VALUES_NOT_FOUND):
+        assert rcode != dns.rcode.NOERROR, outcome
+
+
+def test_dns_anchor_rcodes():
+    import dns.rcode
+
+    from resolver.protocols.dns.codes import RCODE_FOR
+
+    assert RCODE_FOR[Outcome.NOT_FOUND] == dns.rcode.NXDOMAIN  # issue 6 §2
+    assert RCODE_FOR[Outcome.NOT_RESPONSIBLE] == dns.rcode.REFUSED
+    assert RCODE_FOR[Outcome.MALFORMED] == dns.rcode.FORMERR  # issue 6 §4
+    assert RCODE_FOR[Outcome.NOT_SUPPORTED] == dns.rcode.NOTIMP
+    assert RCODE_FOR[Outcome.INTERNAL] == dns.rcode.SERVFAIL

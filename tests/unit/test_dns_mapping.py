@@ -356,3 +356,37 @@ def test_an_apex_with_an_underscore_label_round_trips():
     assert name == "sn-1.8.118.88._ids.example."
     assert from_dns_name(name, apex) == "88.118.8/SN-1"
     assert from_dns_name("sn_1.8.118.88._ids.example.", apex) is None  # "_" only in the apex
+
+
+# -- prefix_of_dns_name: the empty-non-terminal reading ----------------------------------------
+
+
+@given(prefix=handle_prefixes, suffix=suffixes, cs=modes)
+def test_every_ancestor_name_of_an_identifier_reads_as_its_prefix_ancestors(prefix, suffix, cs):
+    from resolver.protocols.dns.mapping import prefix_of_dns_name
+
+    ident = f"{prefix}/{suffix}"
+    name = name_or_none(ident, cs)
+    if name is None:
+        return
+    key_prefix = key_of(ident, case_sensitive=cs).partition(b"/")[0].decode()
+    segments = key_prefix.split(".")
+    labels = name[: -len(DEFAULT_APEX)].rstrip(".").split(".")
+    n_prefix = len(segments)
+    # Drop the suffix label(s): the last n_prefix labels are the prefix segments, reversed.
+    prefix_labels = labels[len(labels) - n_prefix :]
+    for k in range(1, n_prefix + 1):
+        ancestor_name = ".".join(prefix_labels[n_prefix - k :]) + "." + DEFAULT_APEX
+        assert prefix_of_dns_name(ancestor_name) == ".".join(segments[:k])
+        assert prefix_of_dns_name(ancestor_name.upper()) == ".".join(segments[:k])
+
+
+@pytest.mark.parametrize("name", [
+    DEFAULT_APEX, "x.example.", "sb--ge.88." + DEFAULT_APEX, "uc--a.88." + DEFAULT_APEX,
+    "pb--not-b32!." + DEFAULT_APEX, "a_b." + DEFAULT_APEX, "pb--nbswy3dp." + DEFAULT_APEX,
+])  # fmt: skip
+def test_prefix_of_dns_name_misses(name):
+    from resolver.protocols.dns.mapping import prefix_of_dns_name
+
+    # pb--nbswy3dp is base32 of "hello": lower case, which a key's prefix never is.
+    assert prefix_of_dns_name(name) is None

@@ -23,10 +23,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resolver.errors import StoreError
+from resolver.errors import InvalidIdentifier, Outcome, StoreError
 from resolver.protocols.dns.answers import rrsets_for
 from resolver.protocols.dns.mapping import to_dns_name
-from resolver.protocols.dns.responder import NOT_HELD, Zone, respond
+from resolver.protocols.dns.responder import NOT_HELD, Pending, Zone, finish, parse, respond
 from resolver.values import TTL_ABSOLUTE, HandleValue
 
 NOW = 1_700_000_000
@@ -281,6 +281,104 @@ def test_lookup_error_is_servfail_and_bugs_propagate():
     q = dns.message.make_query(name_of(SN), "TXT")
     with pytest.raises(KeyError):
         respond(q.to_wire(), ZONE, buggy, now=NOW)
+
+
+# -- empty non-terminals (RFC 8020 §2, RFC 9156) ------------------------------------------------
+
+
+class Held:
+    """The injected ``ancestor``: held prefixes, and which prefixes it was asked about."""
+
+    def __init__(self, *held):
+        self.held, self.asked = held, []
+
+    def __call__(self, prefix: str) -> bool:
+        self.asked.append(prefix)
+        return any(h == prefix or h.startswith(prefix + ".") for h in self.held)
+
+
+def ask_ent(qname, *, held=(SERVED,), lookup=None, qtype="TXT"):
+    q = dns.message.make_query(qname, qtype)
+    ancestor = Held(*held)
+    wire = respond(q.to_wire(), ZONE, lookup or Lookup(), now=NOW, ancestor=ancestor)
+    return dns.message.from_wire(wire), ancestor
+
+
+@pytest.mark.parametrize("qname,prefix", [
+    ("88." + APEX, "88"),  # one label: no identifier, an ancestor of 88.118.8
+    ("118.88." + APEX, "88.118"),  # also the identifier 88/118, under a prefix not held
+    ("8.118.88." + APEX, "88.118.8"),  # also 88.118/8: a miss; the prefix itself is held
+    ("8.118.88.ID.IDNODE.TEST.", "88.118.8"),  # case-insensitively
+])  # fmt: skip
+def test_ancestors_of_held_prefixes_are_nodata_not_nxdomain(qname, prefix):
+    r, ancestor = ask_ent(qname)
+    assert_negative(r, dns.rcode.NOERROR)  # NODATA: AA, SOA in authority
+    assert ancestor.asked == [prefix]
+
+
+@pytest.mark.parametrize("qname,rcode", [
+    ("99." + APEX, dns.rcode.NXDOMAIN),  # ancestor of nothing held
+    ("9.118.88." + APEX, dns.rcode.REFUSED),  # 88.118/9 not held, 88.118.9 not held
+    ("sn-1.8.118.88." + APEX, dns.rcode.NXDOMAIN),  # 88.118.8.SN-1 is not held either
+])  # fmt: skip
+def test_names_below_nothing_held_keep_their_answer(qname, rcode):
+    r, _ = ask_ent(qname)
+    assert r.rcode() == rcode
+
+
+def test_an_identifier_hit_wins_over_the_prefix_reading():
+    records = {"88.118/8": (V(1, "URL", "https://x.test/"),)}
+    r, ancestor = ask_ent("8.118.88." + APEX, held=("88.118", "88.118.8"),
+                          lookup=Lookup(records, held=("88.118",)))  # fmt: skip
+    assert r.rcode() == dns.rcode.NOERROR and len(r.answer) == 1 and ancestor.asked == []
+
+
+def test_without_ancestor_nothing_is_an_empty_non_terminal():
+    q = dns.message.make_query("88." + APEX, "TXT")
+    assert_negative(dns.message.from_wire(respond(q.to_wire(), ZONE, Lookup(), now=NOW)),
+                    dns.rcode.NXDOMAIN)  # fmt: skip
+
+
+# -- parse / finish (the halves a server awaits between) and outcomes ---------------------------
+
+
+def test_parse_then_finish_is_respond():
+    for qname, qtype in [(name_of(SN), "TXT"), (name_of(SN), "URI"), (name_of("88.118.8/NOPE"),
+                         "TXT"), ("88." + APEX, "TXT"), (APEX, "SOA"), ("x.example.", "TXT")]:
+        wire = dns.message.make_query(qname, qtype, use_edns=0).to_wire()
+        lookup, held = Lookup(), Held(SERVED)
+        expected = respond(wire, ZONE, lookup, now=NOW, ancestor=held)
+        pending = parse(wire, ZONE)
+        if isinstance(pending, Pending):
+            found = lookup(pending.key) if pending.key is not None else None
+            got = finish(pending, found, now=NOW, ancestor=held)
+        else:
+            got = pending
+        assert got == expected, (qname, qtype)
+
+
+@pytest.mark.parametrize("outcome", list(Outcome), ids=lambda o: o.name)
+def test_every_outcome_finishes_with_its_rcode(outcome):
+    from resolver.protocols.dns.codes import RCODE_FOR
+
+    wire = dns.message.make_query(name_of(SN), "TXT").to_wire()
+    pending = parse(wire, ZONE)
+    assert isinstance(pending, Pending) and pending.key == SN.upper()
+    r = dns.message.from_wire(finish(pending, outcome, now=NOW))
+    if RCODE_FOR[outcome] == dns.rcode.NXDOMAIN:
+        assert_negative(r, dns.rcode.NXDOMAIN)  # with AA and the SOA, as a miss
+    elif outcome is Outcome.VALUES_NOT_FOUND:
+        assert_negative(r, dns.rcode.NOERROR)  # NODATA
+    else:
+        assert r.rcode() == RCODE_FOR[outcome] and r.answer == []
+
+
+def test_lookup_errors_answer_their_outcomes_rcode():
+    def invalid(key):
+        raise InvalidIdentifier("no")
+
+    _, r = ask(name_of(SN), lookup=invalid)
+    assert r.rcode() == dns.rcode.NXDOMAIN
 
 
 # -- answers ------------------------------------------------------------------------------------

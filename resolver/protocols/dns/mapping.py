@@ -145,6 +145,45 @@ def from_dns_name(
     return key_of(text, case_sensitive=case_sensitive).decode("utf-8")
 
 
+def prefix_of_dns_name(name: str, apex: str = DEFAULT_APEX) -> str | None:
+    """The prefix (its key as text, upper-cased) whose segments are *all* the labels of
+    ``name`` under ``apex`` — ``88.id.idnode.test.`` → ``88``, ``8.118.88.id.idnode.test.`` →
+    ``88.118.8`` — or ``None`` if ``name`` is not under ``apex``, is the apex, or has a label
+    ``to_dns_name`` would not write for a prefix segment.  The DNS front-end asks this of a name
+    that names no identifier: if that prefix is held, or is an ancestor of one held, the name is
+    an empty non-terminal (RFC 8020 §2: NODATA, never NXDOMAIN, or a resolver that minimises
+    QNAMEs, RFC 9156, would give up on every name below it)."""
+    apex_labels = _apex(apex)
+    try:
+        data = name.encode("ascii").lower()
+    except UnicodeEncodeError:
+        return None
+    if data.endswith(b"."):
+        data = data[:-1]
+    if not data or not _NAME_CHARS.match(data):
+        return None
+    labels = data.split(b".")
+    own = len(labels) - len(apex_labels)
+    if own < 1 or tuple(labels[own:]) != apex_labels:
+        return None
+    segments = []
+    for label in reversed(labels[:own]):
+        segment = _unb32(label[4:]) if label.startswith(PREFIX_B32) else label
+        if not segment:
+            return None
+        segment = segment.upper()  # a key's prefix is ASCII-upper-cased (identifier.key_of)
+        try:
+            if _prefix_label(segment) != label:  # canonical labels only
+                return None
+        except InvalidIdentifier:
+            return None
+        segments.append(segment)
+    try:
+        return b".".join(segments).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 # -- encoding -----------------------------------------------------------------------------------
 
 

@@ -1,7 +1,8 @@
 """The general-path DNS responder: one query message in, one response message out (issue 6 §2–4).
 
-Owns ``respond`` (query bytes → response bytes), ``Zone`` (the apex and its SOA/NS data) and
-the ``NOT_HELD`` sentinel of the lookup contract.  Sans-IO: no sockets, store or configuration;
+Owns ``respond`` (query bytes → response bytes), its two halves ``parse`` and ``finish`` (for
+a caller whose lookup must be awaited), ``Zone`` (the apex and its SOA/NS data) and the
+``NOT_HELD`` sentinel of the lookup contract.  Sans-IO: no sockets, store or configuration;
 the caller injects the lookup, the clock and the transport facts (UDP limit, TCP or not).
 dnspython parses and renders: this is the path for every query the fast path (a Cython twin,
 issue 6 §4) does not take, so it favours completeness over speed.
@@ -9,12 +10,21 @@ issue 6 §4) does not take, so it favours completeness over speed.
 Contract
 ========
 
-``respond(query, zone, lookup, *, now, max_udp=1232, tcp=False) -> bytes``; ``b""`` = send
-nothing.  It never raises for any ``query`` bytes; ``ValueError`` only for a bad ``max_udp``.
-``lookup(key_text)`` is called at most once, with the canonical identifier (its storage key as
-text, ``mapping.from_dns_name``), and returns the record's values in index order, ``None``
-(no such identifier under a prefix held here) or ``NOT_HELD`` (the prefix is not held here).
-An ``IdnodeError`` it raises is answered SERVFAIL; any other exception is a bug and propagates.
+``respond(query, zone, lookup, *, now, max_udp=1232, tcp=False, ancestor=None) -> bytes``;
+``b""`` = send nothing.  It never raises for any ``query`` bytes; ``ValueError`` only for a bad
+``max_udp``.  ``lookup(key_text)`` is called at most once, with the canonical identifier (its
+storage key as text, ``mapping.from_dns_name``), and returns the record's values in index order,
+``None`` (no such identifier under a prefix held here) or ``NOT_HELD`` (the prefix is not held
+here).  An ``IdnodeError`` it raises is answered with ``codes.RCODE_FOR[error.outcome]``; any
+other exception is a bug and propagates.  ``ancestor(prefix_text) -> bool`` says whether a
+prefix is held here or is a dotted ancestor of one held (``88`` when ``88.118.8`` is held);
+without it no name is an empty non-terminal.
+
+``parse(query, zone, *, max_udp, tcp)`` returns the response bytes when the answer needs no
+lookup, else a ``Pending`` whose ``key`` is the identifier to look up (``None``: the name names
+no identifier, only the empty-non-terminal question remains); ``finish(pending, found, *, now,
+ancestor)`` completes it, ``found`` being what ``lookup`` would return — or an ``Outcome`` for
+a failed lookup.  ``respond`` is exactly ``finish(parse(…), lookup(key))``.
 
 Decision table, first match wins (RCODE names of RFC 1035 §4.1.1 / RFC 6895 §2.3):
 
@@ -38,12 +48,26 @@ QNAME not at or under the apex              REFUSED (not authoritative; no recur
 QNAME = apex: SOA / NS                      AA, the zone's SOA / NS RRset
 QNAME = apex: ANY                           AA, the SOA RRset alone (RFC 8482 §4.1 subset)
 QNAME = apex: any other type                AA, NODATA
-under the apex, not a mapped name           AA, NXDOMAIN
-lookup → NOT_HELD                           REFUSED (not authoritative for that prefix)
-lookup → None                               AA, NXDOMAIN
+under the apex, not a mapped name           empty non-terminal (below) → AA, NODATA; else
+                                            AA, NXDOMAIN
+lookup → NOT_HELD                           empty non-terminal → AA, NODATA; else REFUSED
+                                            (not authoritative for that prefix)
+lookup → None                               empty non-terminal → AA, NODATA; else AA,
+                                            NXDOMAIN
 lookup → values, QTYPE TXT/URI/NAPTR/ANY    AA, ``answers.rrsets_for``; none → NODATA
 lookup → values, any other type             AA, NODATA
-lookup raises IdnodeError                   SERVFAIL
+lookup raises IdnodeError / an Outcome      ``codes.RCODE_FOR[outcome]``, no AA (SERVFAIL for
+                                            a store failure); except: NXDOMAIN outcomes as
+                                            ``None``, VALUES_NOT_FOUND as no values (NODATA),
+                                            NOT_RESPONSIBLE as ``NOT_HELD``
+
+Empty non-terminals.  A name every label of which is a prefix segment in the mapping
+(``mapping.prefix_of_dns_name``: ``88.id.idnode.test.``, ``118.88.id.idnode.test.``) exists
+in the zone when that prefix is held or is an ancestor of one held — identifiers' names lie
+below it — so it answers NODATA, not NXDOMAIN (RFC 8020 §2; RFC 9156 QNAME minimisation asks
+exactly those names first).  ``8.118.88.id.idnode.test.`` reads both as the identifier
+``88.118/8`` and as the prefix ``88.118.8``: a hit answers the identifier's data, a miss
+NODATA when ``88.118.8`` is held.
 ==========================================  ===================================================
 
 NXDOMAIN and NODATA (NOERROR, empty answer) carry the zone's SOA in the authority section with
@@ -86,8 +110,9 @@ import dns.rdtypes.ANY.NS
 import dns.rdtypes.ANY.SOA
 import dns.rrset
 
-from resolver.errors import IdnodeError
+from resolver.errors import IdnodeError, Outcome
 from resolver.protocols.dns import answers, mapping
+from resolver.protocols.dns.codes import RCODE_FOR
 from resolver.values import HandleValue
 
 
@@ -141,6 +166,20 @@ class Zone:
             raise ValueError("zone ttl out of range 0..2^31-1")
 
 
+@dataclasses.dataclass(slots=True, eq=False)
+class Pending:
+    """A parsed query that needs the store: look ``key`` up (unless ``None``), then ``finish``."""
+
+    key: str | None
+    zone: Zone
+    resp: dns.message.Message
+    question: dns.rrset.RRset
+    limit: int
+
+
+Found = tuple[HandleValue, ...] | None | NotHeld | Outcome
+
+
 def respond(
     query: bytes,
     zone: Zone,
@@ -149,8 +188,23 @@ def respond(
     now: int,
     max_udp: int = 1232,
     tcp: bool = False,
+    ancestor: Callable[[str], bool] | None = None,
 ) -> bytes:
     """The response to one DNS ``query`` message, or ``b""`` to drop it (module contract)."""
+    pending = parse(query, zone, max_udp=max_udp, tcp=tcp)
+    if not isinstance(pending, Pending):
+        return pending
+    found: Found = None
+    if pending.key is not None:
+        try:
+            found = lookup(pending.key)
+        except IdnodeError as exc:
+            found = exc.outcome
+    return finish(pending, found, now=now, ancestor=ancestor)
+
+
+def parse(query: bytes, zone: Zone, *, max_udp: int = 1232, tcp: bool = False) -> bytes | Pending:
+    """The first half of ``respond``: the response itself, or what to look up (contract)."""
     if not MIN_UDP <= max_udp <= MAX_TCP:
         raise ValueError(f"max_udp must be {MIN_UDP}..{MAX_TCP}")
     if len(query) < HEADER.size:
@@ -185,20 +239,61 @@ def respond(
         resp.set_rcode(dns.rcode.FORMERR)
     else:
         resp.question = list(msg.question)
-        _answer(resp, msg.question[0], zone, lookup, now)
+        q = msg.question[0]
+        if _answer_zone(resp, q, zone):
+            return Pending(
+                mapping.from_dns_name(q.name.to_text(), zone.apex,
+                                      case_sensitive=zone.case_sensitive),
+                zone, resp, q, limit,
+            )  # fmt: skip
     return _render(resp, limit)
 
 
-def _answer(resp: dns.message.Message, q: dns.rrset.RRset, zone: Zone, lookup: Lookup,
-            now: int) -> None:  # fmt: skip
-    """Fill ``resp`` for the single question ``q`` (rows from QCLASS on in the table)."""
+def finish(pending: Pending, found: Found, *, now: int,
+           ancestor: Callable[[str], bool] | None = None) -> bytes:  # fmt: skip
+    """The second half of ``respond``: ``found`` is the lookup's answer for ``pending.key``."""
+    resp, q, records = pending.resp, pending.question, _records(pending.zone)
+    if isinstance(found, Outcome):  # a failed (or engine-answered) lookup: RCODE_FOR decides
+        if RCODE_FOR[found] == dns.rcode.NXDOMAIN:
+            found = None  # a negative answer proper: AA, SOA, empty-non-terminal check
+        elif found is Outcome.VALUES_NOT_FOUND:
+            found = ()  # the name exists, nothing public: NODATA
+        elif found is Outcome.NOT_RESPONSIBLE:
+            found = NOT_HELD
+        else:
+            resp.set_rcode(RCODE_FOR[found])
+            return _render(resp, pending.limit)
+    if found is None or found is NOT_HELD:
+        prefix = mapping.prefix_of_dns_name(q.name.to_text(), pending.zone.apex)
+        if prefix is not None and ancestor is not None and ancestor(prefix):
+            _negative(resp, records, dns.rcode.NOERROR)  # empty non-terminal: NODATA
+        elif found is NOT_HELD:
+            resp.set_rcode(dns.rcode.REFUSED)
+        else:
+            _negative(resp, records, dns.rcode.NXDOMAIN)
+    else:
+        rrs = answers.rrsets_for(found, q.rdtype, now=now) if q.rdtype in _ANSWERED else []
+        if not rrs:
+            _negative(resp, records, dns.rcode.NOERROR)  # NODATA, RFC 2308 §2.2
+        else:
+            resp.flags |= dns.flags.AA
+            rrset = dns.rrset.RRset(q.name, dns.rdataclass.IN, rrs[0].rtype)  # ANY → TXT
+            for rr in rrs:
+                # The RDATA is already wire format (answers' contract): carried as is.
+                rrset.add(dns.rdata.GenericRdata(dns.rdataclass.IN, rr.rtype, rr.rdata), rr.ttl)
+            resp.answer.append(rrset)
+    return _render(resp, pending.limit)
+
+
+def _answer_zone(resp: dns.message.Message, q: dns.rrset.RRset, zone: Zone) -> bool:
+    """Fill ``resp`` for the rows of the table that need no lookup; True: the store decides."""
     records = _records(zone)
     if q.rdclass != dns.rdataclass.IN or q.rdtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
         resp.set_rcode(dns.rcode.REFUSED)
-        return
+        return False
     if not q.name.is_subdomain(records.apex):  # case-insensitive (RFC 4343)
         resp.set_rcode(dns.rcode.REFUSED)
-        return
+        return False
     if q.name == records.apex:
         resp.flags |= dns.flags.AA
         if q.rdtype in (dns.rdatatype.SOA, dns.rdatatype.ANY):
@@ -207,32 +302,8 @@ def _answer(resp: dns.message.Message, q: dns.rrset.RRset, zone: Zone, lookup: L
             resp.answer.append(records.ns)
         else:
             resp.authority.append(records.negative_soa)  # NODATA
-        return
-    key = mapping.from_dns_name(q.name.to_text(), zone.apex, case_sensitive=zone.case_sensitive)
-    if key is None:
-        _negative(resp, records, dns.rcode.NXDOMAIN)
-        return
-    try:
-        values = lookup(key)
-    except IdnodeError:  # a store failure is ours, not the client's: RFC 1035 §4.1.1 rcode 2
-        resp.set_rcode(dns.rcode.SERVFAIL)
-        return
-    if values is NOT_HELD:
-        resp.set_rcode(dns.rcode.REFUSED)
-        return
-    if values is None:
-        _negative(resp, records, dns.rcode.NXDOMAIN)
-        return
-    rrs = answers.rrsets_for(values, q.rdtype, now=now) if q.rdtype in _ANSWERED else []
-    if not rrs:
-        _negative(resp, records, dns.rcode.NOERROR)  # NODATA, RFC 2308 §2.2
-        return
-    resp.flags |= dns.flags.AA
-    rrset = dns.rrset.RRset(q.name, dns.rdataclass.IN, rrs[0].rtype)  # ANY → TXT: RR.rtype
-    for rr in rrs:
-        # The RDATA is already wire format (answers' contract): carried as is, not re-parsed.
-        rrset.add(dns.rdata.GenericRdata(dns.rdataclass.IN, rr.rtype, rr.rdata), rr.ttl)
-    resp.answer.append(rrset)
+        return False
+    return True
 
 
 def _negative(resp: dns.message.Message, records: _Records, rcode: dns.rcode.Rcode) -> None:
