@@ -2,8 +2,8 @@
 
 Exports ``normalize_key``, ``http_resolve``, ``handle_resolve``, ``json_escape``,
 ``pack_json_values``, ``encode_jsonl_line``, ``encode_jsonl_lines``, ``encode_csv_row``,
-``encode_csv_lines``, ``UdpPump``, ``RecordCache``, ``BATCH`` and ``IMPLEMENTATION``
-(``"cython"`` or ``"python"``).
+``encode_csv_lines``, ``UdpPump``, ``RecordCache``, ``DnsZone``, ``dns_answer``, ``BATCH`` and
+``IMPLEMENTATION`` (``"cython"`` or ``"python"``).
 ``IDNODE_NO_EXTENSIONS=1`` forces the twin at run time.  Both twins take bytes, parsed JSON,
 CSV rows or py-lmdb objects and return bytes (or tuples and lists of bytes) or None; see
 ``_hotpath_py`` for the contracts.  This package imports nothing of ours (checked by tests/meta).
@@ -36,8 +36,10 @@ encode_csv_row = _impl.encode_csv_row
 encode_csv_lines = _impl.encode_csv_lines
 UdpPump = _impl.UdpPump
 RecordCache = _impl.RecordCache
+DnsZone = _impl.DnsZone
+dns_answer = _impl.dns_answer
 BATCH = _impl.BATCH
 
 __all__ = ["IMPLEMENTATION", "normalize_key", "http_resolve", "handle_resolve", "json_escape",
            "pack_json_values", "encode_jsonl_line", "encode_jsonl_lines", "encode_csv_row",
-           "encode_csv_lines", "UdpPump", "RecordCache", "BATCH"]
+           "encode_csv_lines", "UdpPump", "RecordCache", "DnsZone", "dns_answer", "BATCH"]

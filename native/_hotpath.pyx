@@ -19,7 +19,8 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.dict cimport PyDict_GetItem
 from cpython.ref cimport PyObject
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memchr, memcmp, memcpy, memmove
+from libc.time cimport time
 
 cdef enum:
     MAX_HANDLE = 2048
@@ -2283,6 +2284,591 @@ def encode_csv_lines(object parts, object width, object handle_at, object column
         PyMem_Free(s.buf)
 
 
+# -- DNS fast path (contract: _hotpath_py.dns_answer) -----------------------------------------
+# One pass over the stored record checks every value as resolver.record.unpack reads it and
+# notes, per RR to emit, where its type and data are and its RDATA length; the response is
+# then sized exactly, and written into one bytes object (or its TC form, if it is too long).
+# The TXT text is written behind its place and moved forward chunk by chunk, which leaves
+# room for the strings' length bytes without a scratch copy.
+
+cdef enum:
+    DNS_TXT = 16
+    DNS_NAPTR = 35
+    DNS_URI = 256
+    DNS_MAX_RDATA = 65000
+    DNS_MAX_TTL = 0x7FFFFFFF
+    DNS_MIN_UDP = 512
+    DNS_MAX_TCP = 65535
+    DNS_MAX_NAME = 255
+    DNS_MAX_APEX = 251
+    NAPTR_ORDER_BASE = 100
+    NAPTR_PREFERENCE = 10
+    TTL_ABSOLUTE = 1
+    DNS_LABELS = 128  # labels of a name <= 255 octets (127), and the one read past that
+    TXT_TYPE_B64 = 1
+    TXT_DATA_B64 = 2
+
+cdef long long DNS_NOW_LIMIT = (<long long>1) << 62
+
+_CONSTANTS.update({
+    "DNS_TXT": DNS_TXT, "DNS_NAPTR": DNS_NAPTR, "DNS_URI": DNS_URI,
+    "DNS_MAX_RDATA": DNS_MAX_RDATA, "DNS_MAX_TTL": DNS_MAX_TTL, "DNS_MIN_UDP": DNS_MIN_UDP,
+    "DNS_MAX_TCP": DNS_MAX_TCP, "DNS_MAX_NAME": DNS_MAX_NAME, "DNS_MAX_APEX": DNS_MAX_APEX,
+    "NAPTR_ORDER_BASE": NAPTR_ORDER_BASE, "NAPTR_PREFERENCE": NAPTR_PREFERENCE,
+    "TTL_ABSOLUTE": TTL_ABSOLUTE, "DNS_NOW_LIMIT": DNS_NOW_LIMIT,
+})
+
+# Byte classes: 1 letter or digit, 2 '-', 4 '_' (labels); 8 URI scheme character after the
+# first; 16 RFC 3986 unreserved or reserved character; 32 hex digit.
+cdef unsigned char _DNSC[256]
+for _c in range(256):
+    _DNSC[_c] = 0
+for _c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789":
+    _DNSC[_c] |= 1 | 8 | 16
+for _c in b"0123456789abcdefABCDEF":
+    _DNSC[_c] |= 32
+_DNSC[45] |= 2
+_DNSC[95] |= 4
+for _c in b"+.-":
+    _DNSC[_c] |= 8
+for _c in b"-._~:/?#[]@!$&'()*+,;=":
+    _DNSC[_c] |= 16
+
+cdef const char* _B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+cdef const char* _HEXU = b"0123456789ABCDEF"
+
+
+cdef class DnsZone:
+    """Contract: ``_hotpath_py.DnsZone``."""
+    cdef readonly bytes apex_wire
+    cdef readonly bint case_sensitive
+    cdef readonly int max_udp
+
+    def __init__(self, apex_wire, case_sensitive=False, max_udp=1232):
+        if not isinstance(apex_wire, bytes):
+            raise TypeError("apex_wire must be bytes")
+        if type(max_udp) is not int or not DNS_MIN_UDP <= max_udp <= DNS_MAX_TCP:
+            raise ValueError(f"max_udp must be an int {DNS_MIN_UDP}..{DNS_MAX_TCP}")
+        if not _apex_ok(apex_wire):
+            raise ValueError("apex_wire: a wire-form name of labels 1-63 of [A-Za-z0-9_-]")
+        self.apex_wire = apex_wire.lower()
+        self.case_sensitive = bool(case_sensitive)
+        self.max_udp = max_udp
+
+
+cdef bint _apex_ok(bytes a):
+    cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(a)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(a), p = 0, i, length
+    if n <= 0 or n > DNS_MAX_APEX:
+        return False
+    while p < n:
+        length = s[p]
+        if length == 0:
+            return p == n - 1
+        if length > 63 or p + 1 + length >= n:
+            return False
+        for i in range(p + 1, p + 1 + length):
+            if not (_DNSC[s[i]] & 7):
+                return False
+        p += 1 + length
+    return False
+
+
+cdef struct DnsRR:
+    const unsigned char* type  # in the stored record
+    Py_ssize_t tl
+    const unsigned char* data
+    Py_ssize_t dl
+    long long index
+    long long ttl  # this value's TTL, clamped
+    Py_ssize_t text  # TXT: the text's length; URI, NAPTR: the URI's (non-ASCII %-encoded)
+    Py_ssize_t rdlen
+    int flags  # TXT_TYPE_B64, TXT_DATA_B64
+    int position  # URI priority - 1, NAPTR order - NAPTR_ORDER_BASE
+
+
+cdef inline int _utf8_ok(const unsigned char* s, Py_ssize_t n, bint* control) noexcept nogil:
+    """Strict UTF-8 as Python's codec reads it; ``control``: a C0, DEL or C1 character."""
+    cdef Py_ssize_t i = 0
+    cdef unsigned char c
+    cdef unsigned char tail[4]
+    cdef int k
+    control[0] = False
+    while i < n:
+        c = s[i]
+        if c < 0x80:
+            if c < 0x20 or c == 0x7F:
+                control[0] = True
+            i += 1
+            continue
+        if n - i >= 4:
+            k = _utf8_seq(s + i)
+        else:
+            tail[0] = tail[1] = tail[2] = tail[3] = 0
+            memcpy(tail, s + i, n - i)
+            k = _utf8_seq(tail)
+        if k == 0:
+            return 0
+        if c == 0xC2 and s[i + 1] < 0xA0:
+            control[0] = True
+        i += k
+    return 1
+
+
+cdef inline Py_ssize_t _b64_len(Py_ssize_t n) noexcept nogil:
+    return (n + 2) // 3 * 4
+
+
+cdef unsigned char* _put_b64(unsigned char* o, const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0
+    cdef unsigned int x
+    while n - i >= 3:
+        x = (<unsigned int>s[i] << 16) | (<unsigned int>s[i + 1] << 8) | s[i + 2]
+        o[0] = _B64[x >> 18]
+        o[1] = _B64[(x >> 12) & 63]
+        o[2] = _B64[(x >> 6) & 63]
+        o[3] = _B64[x & 63]
+        o += 4
+        i += 3
+    if n - i == 1:
+        x = <unsigned int>s[i] << 16
+        o[0] = _B64[x >> 18]
+        o[1] = _B64[(x >> 12) & 63]
+        o[2] = 61
+        o[3] = 61
+        o += 4
+    elif n - i == 2:
+        x = (<unsigned int>s[i] << 16) | (<unsigned int>s[i + 1] << 8)
+        o[0] = _B64[x >> 18]
+        o[1] = _B64[(x >> 12) & 63]
+        o[2] = _B64[(x >> 6) & 63]
+        o[3] = 61
+        o += 4
+    return o
+
+
+cdef inline bint _txt_cont(const DnsRR* r, Py_ssize_t pos) noexcept nogil:
+    """Is byte ``pos`` of the TXT text a UTF-8 continuation byte?  Only the raw type (after
+    "type=") and the raw data (the text's tail) can hold one."""
+    cdef Py_ssize_t ds
+    if not (r.flags & TXT_TYPE_B64) and 5 <= pos < 5 + r.tl:
+        return (r.type[pos - 5] & 0xC0) == 0x80
+    ds = r.text - r.dl
+    if not (r.flags & TXT_DATA_B64) and pos >= ds:
+        return (r.data[pos - ds] & 0xC0) == 0x80
+    return False
+
+
+cdef inline Py_ssize_t _txt_cut(const DnsRR* r, Py_ssize_t pos) noexcept nogil:
+    """End of the character-string starting at ``pos``: ≤ 255 bytes, not inside a sequence."""
+    cdef Py_ssize_t e = pos + 255
+    if e >= r.text:
+        return r.text
+    while _txt_cont(r, e):
+        e -= 1
+    return e
+
+
+cdef void _txt_size(DnsRR* r, bint type_control) noexcept nogil:
+    """Fill ``text``, ``flags`` and ``rdlen`` of a TXT RR (answers.txt_text, _txt_rdata);
+    ``type_control``: the type has a control character."""
+    cdef Py_ssize_t pos = 0, strings = 0
+    r.flags = 0
+    if type_control or memchr(r.type, 59, r.tl) != NULL:
+        r.flags |= TXT_TYPE_B64
+        r.text = 9 + _b64_len(r.tl)
+    else:
+        r.text = 5 + r.tl
+    r.text += 7 + _int_len(r.index) + 1
+    if _valid_utf8_no_controls(r.data, r.dl):
+        r.text += 5 + r.dl
+    else:
+        r.flags |= TXT_DATA_B64
+        r.text += 9 + _b64_len(r.dl)
+    while True:
+        pos = _txt_cut(r, pos)
+        strings += 1
+        if pos >= r.text:
+            break
+    r.rdlen = r.text + strings
+
+
+cdef unsigned char* _put_txt(unsigned char* o, const DnsRR* r) noexcept nogil:
+    """Write the TXT RDATA: the text goes behind its place, then each string moves forward
+    to make room for its length byte (never over bytes not yet moved)."""
+    cdef Py_ssize_t strings = r.rdlen - r.text, pos = 0, e, i = 0
+    cdef unsigned char* w = o + strings
+    if r.flags & TXT_TYPE_B64:
+        w = _put_lit(w, b"type.b64=", 9)
+        w = _put_b64(w, r.type, r.tl)
+    else:
+        w = _put_lit(w, b"type=", 5)
+        memcpy(w, r.type, r.tl)
+        w += r.tl
+    w = _put_lit(w, b";index=", 7)
+    w = _put_int(w, r.index, _int_len(r.index))
+    if r.flags & TXT_DATA_B64:
+        w = _put_lit(w, b";data.b64=", 10)
+        w = _put_b64(w, r.data, r.dl)
+    else:
+        w = _put_lit(w, b";data=", 6)
+        memcpy(w, r.data, r.dl)
+    while pos < r.text:
+        e = _txt_cut(r, pos)
+        memmove(o + i + pos + 1, o + strings + pos, e - pos)
+        o[i + pos] = <unsigned char>(e - pos)
+        i += 1
+        pos = e
+    return o + r.rdlen
+
+
+cdef Py_ssize_t _uri_len(const unsigned char* s, Py_ssize_t n, Py_ssize_t* bangs) noexcept nogil:
+    """answers._uri_of for UTF-8 data without control characters: the length of the URI it
+    gives (each non-ASCII byte becomes %XX), or -1 when it is no absolute URI.  ``bangs``: the
+    '!' and '\\' in it (each escaped in a NAPTR regexp)."""
+    cdef Py_ssize_t i = 1, m = n
+    cdef unsigned char c
+    bangs[0] = 0
+    if n == 0 or not (_DNSC[s[0]] & 1) or s[0] <= 57:  # a letter
+        return -1
+    while i < n and (_DNSC[s[i]] & 8):
+        i += 1
+    if i >= n or s[i] != 58:
+        return -1
+    i += 1
+    if i == n:
+        return -1
+    while i < n:
+        c = s[i]
+        if c >= 0x80:
+            m += 2
+        elif c == 37:
+            if i + 2 >= n or not (_DNSC[s[i + 1]] & 32) or not (_DNSC[s[i + 2]] & 32):
+                return -1
+            i += 2
+        elif not (_DNSC[c] & 16):
+            return -1
+        elif c == 33 or c == 92:
+            bangs[0] += 1
+        i += 1
+    return m
+
+
+cdef unsigned char* _put_uri(unsigned char* o, const unsigned char* s, Py_ssize_t n,
+                             bint escape) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    for i in range(n):
+        c = s[i]
+        if c >= 0x80:
+            o[0] = 37
+            o[1] = _HEXU[c >> 4]
+            o[2] = _HEXU[c & 15]
+            o += 3
+        else:
+            if escape and (c == 33 or c == 92):
+                o[0] = 92
+                o += 1
+            o[0] = c
+            o += 1
+    return o
+
+
+cdef inline bint _plain_label(const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    if not (_DNSC[s[0]] & 1) or not (_DNSC[s[n - 1]] & 1):
+        return False
+    for i in range(1, n - 1):
+        if not (_DNSC[s[i]] & 3):
+            return False
+    return not (n >= 4 and s[2] == 45 and s[3] == 45)
+
+
+cdef inline unsigned char _low(unsigned char c) noexcept nogil:
+    if c >= 65 and c <= 90:
+        return c + 32
+    return c
+
+
+def dns_answer(query, object txn, object records_db, object prefixes_db, DnsZone zone not None,
+               long long now, bint tcp=False, list held=None, RecordCache cache=None):
+    cdef bytes q = query if type(query) is bytes else bytes(query)
+    if now > DNS_NOW_LIMIT or now < -DNS_NOW_LIMIT:
+        raise OverflowError("now out of range")
+    return _dns_answer(<const unsigned char*>PyBytes_AS_STRING(q), PyBytes_GET_SIZE(q), txn,
+                       records_db, prefixes_db, zone, now, tcp, held, cache)
+
+
+cdef object _dns_answer(const unsigned char* q, Py_ssize_t n, object txn, object records_db,
+                        object prefixes_db, DnsZone zone, long long now, bint tcp, list held,
+                        RecordCache cache):
+    cdef int starts[DNS_LABELS]
+    cdef int nl = 0, own, i, j, qtype, ar
+    cdef Py_ssize_t p, name_end, end, t, aw, limit, klen, size, k = 0, total, bangs = 0
+    cdef Py_ssize_t d, wo, wl, jo, jl, v, vend, tl, dl, rc, hl, positions = 0
+    cdef const unsigned char* a
+    cdef const unsigned char* b
+    cdef unsigned char* o
+    cdef Layout L
+    cdef DnsRR stack[STACK_SPANS]
+    cdef DnsRR* rr = stack
+    cdef DnsRR* r
+    cdef bint control = False, type_control = False, sorted_
+    cdef long long ttl, min_ttl = DNS_MAX_TTL
+    cdef object key, blob
+    cdef bytes out
+    # Header and question (RFC 1035 §4.1.1-2): a query, QD 1, nothing but an OPT after it.
+    if n < 17 or (q[2] & 0xFA) or q[4] or q[5] != 1 or q[6] or q[7] or q[8] or q[9] or q[10]:
+        return None
+    ar = q[11]
+    if ar > 1:
+        return None
+    p = 12
+    while True:
+        if p >= n or p - 12 >= DNS_MAX_NAME:
+            return None
+        if q[p] == 0:
+            break
+        if q[p] > 63:
+            return None  # a compression pointer or an extended label type
+        starts[nl] = <int>p
+        nl += 1
+        p += 1 + q[p]
+    name_end = p + 1
+    end = name_end + 4
+    if end > n:
+        return None
+    qtype = (q[name_end] << 8) | q[name_end + 1]
+    if q[name_end + 2] != 0 or q[name_end + 3] != 1:
+        return None
+    if qtype != DNS_TXT and qtype != DNS_URI and qtype != DNS_NAPTR:
+        return None
+    if ar:  # OPT (RFC 6891 §6.1.2): root owner, type 41, version 0, no options
+        if (n != end + 11 or q[end] != 0 or q[end + 1] != 0 or q[end + 2] != 41
+                or q[end + 6] != 0 or q[end + 9] != 0 or q[end + 10] != 0):
+            return None
+        limit = (q[end + 3] << 8) | q[end + 4]
+        if limit > zone.max_udp:
+            limit = zone.max_udp
+        if limit < DNS_MIN_UDP:
+            limit = DNS_MIN_UDP
+    elif n != end:
+        return None
+    else:
+        limit = DNS_MIN_UDP
+    if tcp:
+        limit = DNS_MAX_TCP
+    # The apex: the name's last labels; at least two plain labels above it.
+    a = <const unsigned char*>PyBytes_AS_STRING(zone.apex_wire)
+    aw = PyBytes_GET_SIZE(zone.apex_wire)
+    t = name_end - aw
+    if t < 12:
+        return None
+    if t == p:
+        own = nl
+    else:
+        own = -1
+        for i in range(nl):
+            if starts[i] == t:
+                own = i
+                break
+        if own < 0:
+            return None
+    for i in range(aw):
+        if _low(q[t + i]) != a[i]:
+            return None
+    if own < 2:
+        return None
+    klen = 0
+    for i in range(own):
+        if not _plain_label(q + starts[i] + 1, q[starts[i]]):
+            return None
+        klen += q[starts[i]] + 1
+    if own == 3 and q[starts[2]] == 1 and q[starts[2] + 1] == 48 and q[starts[1]] == 2 \
+            and _up(q[starts[1] + 1]) == 78 and _up(q[starts[1] + 2]) == 65:  # fmt: skip
+        return None  # 0.NA/…: the general path's
+    # The key: prefix segments right to left, '/', the suffix (mapping.from_dns_name).
+    key = PyBytes_FromStringAndSize(NULL, klen - 1)
+    o = <unsigned char*>PyBytes_AS_STRING(key)
+    for i in range(own - 1, 0, -1):
+        for j in range(q[starts[i]]):
+            o[j] = _up(q[starts[i] + 1 + j])
+        o += q[starts[i]]
+        o[0] = 46 if i > 1 else 47
+        o += 1
+    for j in range(q[starts[0]]):
+        o[j] = _low(q[starts[0] + 1 + j]) if zone.case_sensitive else _up(q[starts[0] + 1 + j])
+
+    blob = _lookup(key, txn, records_db, prefixes_db, held, cache)
+    if blob is None or blob is _MISS:
+        return None  # not held / no such identifier: REFUSED or NXDOMAIN, the general path's
+    b = <const unsigned char*>PyBytes_AS_STRING(blob)
+    if not _layout(b, PyBytes_GET_SIZE(blob), &L) or L.wlen < 4 or _u32(b + L.wstart) != L.n:
+        return None
+    try:
+        if L.n > STACK_SPANS:
+            rr = <DnsRR*>PyMem_Malloc(L.n * sizeof(DnsRR))
+            if rr == NULL:
+                raise MemoryError()
+        # Every value as resolver.record.unpack reads it (a failure there is a SERVFAIL).
+        for i in range(L.n):
+            d = HEADER_SIZE + DIR_SIZE * i
+            wo = _u32(b + d)
+            wl = _u32(b + d + 4)
+            jo = _u32(b + d + 8)
+            jl = _u32(b + d + 12)
+            if wo + wl > L.wlen or jo + jl > L.jlen or wl < VALUE_MIN:
+                return None
+            v = L.wstart + wo
+            vend = v + wl
+            p = v + VALUE_TYPE
+            tl = <int>_u32(b + p)
+            if tl < 0 or p + 4 + tl > vend:
+                return None
+            p += 4 + tl
+            if p + 4 > vend:
+                return None
+            dl = <int>_u32(b + p)
+            if dl < 0 or p + 4 + dl > vend:
+                return None
+            p += 4 + dl
+            if p + 4 > vend:
+                return None
+            rc = <int>_u32(b + p)
+            p += 4
+            if rc < 0 or rc > MAX_VALUES:
+                return None
+            for j in range(rc):
+                if p + 4 > vend:
+                    return None
+                hl = <int>_u32(b + p)
+                if hl < 0 or p + 8 + hl > vend or not _utf8_ok(b + p + 4, hl, &control):
+                    return None
+                p += 8 + hl
+            if p != vend or not _utf8_ok(b + v + VALUE_TYPE + 4, tl, &type_control):
+                return None
+            if not (b[v + VALUE_PERMS] & PERM_PUBLIC_READ):
+                continue
+            r = &rr[k]
+            r.type = b + v + VALUE_TYPE + 4
+            r.tl = tl
+            r.data = r.type + tl + 4
+            r.dl = dl
+            r.index = <int>_u32(b + v)
+            if qtype == DNS_TXT:
+                _txt_size(r, type_control)
+            else:
+                if tl != 3 or _up(r.type[0]) != 85 or _up(r.type[1]) != 82 \
+                        or _up(r.type[2]) != 76:  # fmt: skip
+                    continue  # not "URL"
+                if not _valid_utf8_no_controls(r.data, dl):
+                    continue
+                r.text = _uri_len(r.data, dl, &bangs)
+                if r.text < 0:
+                    continue
+                if qtype == DNS_URI:
+                    r.rdlen = 4 + r.text
+                else:
+                    if 7 + r.text + bangs > 255:
+                        continue  # no NAPTR regexp can hold it
+                    r.rdlen = 12 + 7 + r.text + bangs
+                r.position = <int>positions
+                positions += 1
+            if r.rdlen > DNS_MAX_RDATA:
+                continue
+            ttl = <int>_u32(b + v + 9)
+            if b[v + 8] == TTL_ABSOLUTE:
+                ttl -= now
+            if ttl < 0:
+                ttl = 0
+            elif ttl > DNS_MAX_TTL:
+                ttl = DNS_MAX_TTL
+            if ttl < min_ttl:
+                min_ttl = ttl
+            k += 1
+        if k == 0:
+            return None  # NODATA: the general path's
+        if qtype == DNS_TXT:  # equal RDATA would be one RR in dnspython's RRset: decline
+            sorted_ = True
+            for i in range(1, k):
+                if rr[i].index <= rr[i - 1].index:
+                    sorted_ = False
+                    break
+            if not sorted_:
+                for i in range(1, k):
+                    for j in range(i):
+                        if rr[i].index == rr[j].index:
+                            return None
+        # The response (RFC 1035 §4.1), or its TC form when over the limit.
+        size = end - 12
+        total = 12 + size + (11 if ar else 0)
+        for i in range(k):
+            total += 12 + rr[i].rdlen
+        if total > limit:
+            k = 0
+            total = 12 + size + (11 if ar else 0)
+        out = PyBytes_FromStringAndSize(NULL, total)
+        o = <unsigned char*>PyBytes_AS_STRING(out)
+        o[0] = q[0]
+        o[1] = q[1]
+        o[2] = 0x84 | (q[2] & 0x01) | (0 if k else 0x02)  # QR, AA, RD echoed; TC
+        o[3] = q[3] & 0x10  # CD echoed
+        o[4] = 0
+        o[5] = 1
+        o[6] = <unsigned char>(k >> 8)
+        o[7] = <unsigned char>k
+        o[8] = o[9] = o[10] = 0
+        o[11] = <unsigned char>ar
+        memcpy(o + 12, q + 12, size)
+        o += 12 + size
+        for i in range(k):
+            r = &rr[i]
+            o[0] = 0xC0
+            o[1] = 0x0C
+            o[2] = <unsigned char>(qtype >> 8)
+            o[3] = <unsigned char>qtype
+            o[4] = 0
+            o[5] = 1
+            _put32(o + 6, <unsigned int>min_ttl)
+            o[10] = <unsigned char>(r.rdlen >> 8)
+            o[11] = <unsigned char>r.rdlen
+            o += 12
+            if qtype == DNS_TXT:
+                o = _put_txt(o, r)
+            elif qtype == DNS_URI:
+                o[0] = <unsigned char>((r.position + 1) >> 8)
+                o[1] = <unsigned char>(r.position + 1)
+                o[2] = 0
+                o[3] = 1
+                o = _put_uri(o + 4, r.data, r.dl, False)
+            else:
+                o[0] = <unsigned char>((NAPTR_ORDER_BASE + r.position) >> 8)
+                o[1] = <unsigned char>(NAPTR_ORDER_BASE + r.position)
+                o[2] = 0
+                o[3] = NAPTR_PREFERENCE
+                o = _put_lit(o + 4, b"\x01U\x03URL", 6)
+                o[0] = <unsigned char>(r.rdlen - 12)
+                o = _put_lit(o + 1, b"!^.*$!", 6)
+                o = _put_uri(o, r.data, r.dl, True)
+                o[0] = 33
+                o[1] = 0
+                o += 2
+        if ar:
+            o[0] = 0
+            o[1] = 0
+            o[2] = 41
+            o[3] = <unsigned char>(zone.max_udp >> 8)
+            o[4] = <unsigned char>zone.max_udp
+            o[5] = 0
+            o[6] = 0
+            o[7] = q[n - 4] & 0x80  # DO (RFC 3225 §3)
+            o[8] = o[9] = o[10] = 0
+        return out
+    finally:
+        if rr != stack:
+            PyMem_Free(rr)
+
+
 # -- UDP datagram pump -----------------------------------------------------------------------
 # recvmmsg/sendmmsg move a burst of datagrams per system call; each one _handle_answer takes
 # is answered without leaving C but for the store lookup.  Other systems read and write one
@@ -2437,13 +3023,16 @@ BATCH = IDN_BATCH
 
 
 cdef class UdpPump:
+    """Contract: ``_hotpath_py.UdpPump``."""
     cdef idn_pump* p
     cdef int fd
     cdef object sock
     cdef public RecordCache cache
+    cdef readonly DnsZone dns
+    cdef readonly bint hand_back
     cdef public Py_ssize_t dropped
 
-    def __cinit__(self, sock, RecordCache cache=None):
+    def __cinit__(self, sock, RecordCache cache=None, DnsZone dns=None, bint hand_back=False):
         self.p = <idn_pump*>calloc(1, sizeof(idn_pump))
         if self.p == NULL:
             raise MemoryError()
@@ -2454,6 +3043,8 @@ cdef class UdpPump:
             raise MemoryError()
         self.sock = sock
         self.cache = cache
+        self.dns = dns
+        self.hand_back = hand_back
         self.fd = sock.fileno()
         self.dropped = 0
 
@@ -2474,6 +3065,8 @@ cdef class UdpPump:
 
     def run(self, object env, object records_db, object prefixes_db, bint case_sensitive=False):
         cdef int n, i, queued = 0
+        cdef bint fits
+        cdef long long now
         cdef const unsigned char* d
         cdef object out, addr, txn
         cdef list keep = [], rest = [], held = [None]
@@ -2485,6 +3078,7 @@ cdef class UdpPump:
             if -n == EAGAIN or -n == EWOULDBLOCK:
                 return 0, rest
             raise OSError(-n, "recvmmsg")
+        now = <long long>time(NULL)
         txn = env.begin()  # after the burst arrived: it sees every write made before it was sent
         try:
             if self.cache is not None:
@@ -2492,11 +3086,18 @@ cdef class UdpPump:
             for i in range(n):
                 d = self.p.bufs + <size_t>i * IDN_DGRAM
                 try:
-                    out = _handle_answer(d, self.p.lens[i], txn, records_db, prefixes_db,
-                                         case_sensitive, held, self.cache)
+                    if self.dns is not None:
+                        out = _dns_answer(d, self.p.lens[i], txn, records_db, prefixes_db,
+                                          self.dns, now, False, held, self.cache)
+                        fits = out is not None  # within the client's UDP limit already
+                    else:
+                        out = _handle_answer(d, self.p.lens[i], txn, records_db, prefixes_db,
+                                             case_sensitive, held, self.cache)
+                        fits = out is not None and PyBytes_GET_SIZE(out) <= UDP_PACKET
                 except Exception:
                     out = None  # the general path answers it, and reports the failure
-                if out is not None and PyBytes_GET_SIZE(out) <= UDP_PACKET:
+                    fits = False
+                if fits and not self.hand_back:
                     keep.append(out)
                     self.p.outbuf[queued] = PyBytes_AS_STRING(out)
                     self.p.outlen[queued] = PyBytes_GET_SIZE(out)

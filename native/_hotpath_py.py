@@ -7,12 +7,15 @@ is restated in ``native.constants`` and checked against ``resolver.record`` by a
 
 from __future__ import annotations
 
+import base64
 import collections
 import csv
 import hashlib
 import io
+import operator
 import re
 import struct
+import time
 
 from native.constants import (
     ACTION_HOME_PREFIX, ACTION_UNHOME_PREFIX, ALL_PUBLIC, CHANGE_HEADER, CHANGE_KEY_LENGTH,
@@ -20,6 +23,8 @@ from native.constants import (
     RESYNC_LIMIT, DIR_SIZE, FLAG_REQUEST_DIGEST, FLAGS_NOT_FAST, HEADER_SIZE, LAYOUT_VERSION,
     MAX_DATAGRAM, MAX_HANDLE, MAX_MESSAGE, MAX_PREFIX, NA_PREFIX, PERM_PUBLIC_READ, PROTOCOL_MAJOR,
     PROTOCOL_MINOR, PUMP_BATCH, STRUCTURED_TYPES, UDP_PACKET, VALUE_MIN, VALUE_PERMS, VALUE_TYPE,
+    DNS_MAX_APEX, DNS_MAX_NAME, DNS_MAX_RDATA, DNS_MAX_TCP, DNS_MAX_TTL, DNS_MIN_UDP, DNS_NAPTR,
+    DNS_NOW_LIMIT, DNS_TXT, DNS_URI, NAPTR_ORDER_BASE, NAPTR_PREFERENCE, TTL_ABSOLUTE,
 )  # fmt: skip
 
 _HEADER_LEN = 24
@@ -937,6 +942,324 @@ def encode_csv_lines(parts, width, handle_at, columns, now, now_text, reserved_i
     return pairs, taken, other
 
 
+# -- DNS fast path (issue 6 §4) ---------------------------------------------------------------
+# The general path is resolver.protocols.dns.responder.respond (dnspython); this answers the
+# common query exactly as it does, or declines.  Message layouts: RFC 1035 §4.1, OPT RFC 6891
+# §6.1.2; record data: resolver.protocols.dns.answers.
+
+_DNS_HEADER = struct.Struct(">HHHHHH")
+_DNS_RR = struct.Struct(">HHHIH")  # owner pointer, type, class, ttl, rdlength
+_DNS_U16X2 = struct.Struct(">HH")
+# root owner, type 41, UDP payload, extended RCODE, version, flags (DO = 0x80 of the first), RDLEN
+_DNS_OPT = struct.Struct(">BHHBBBBH")
+_LDH = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+_ALNUM = _LDH - {ord("-")}
+_APEX_CHARS = _LDH | {ord("_")}
+_URI_SCHEME = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*:")
+# RFC 3986 §2: unreserved / reserved / pct-encoded (answers._URI_CHARS, over bytes)
+_URI_REST = re.compile(rb"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})+")
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+_NAPTR_HEAD = b"\x01U\x03URL"  # flags "U", services "URL"
+
+
+class DnsZone:
+    """What the DNS fast path needs of the zone: ``DnsZone(apex_wire, case_sensitive=False,
+    max_udp=1232)``.  ``apex_wire``: the apex in DNS wire form (``b"\\x02id\\x06idnode\\x04test
+    \\x00"``; ``b"\\x00"`` = the root), labels of 1–63 letters, digits, '-' and '_' (the
+    mapping's apex rule), at most ``DNS_MAX_APEX`` bytes; kept lower-cased.  ``max_udp``: the
+    responder's UDP payload limit, ``DNS_MIN_UDP``..``DNS_MAX_TCP``.  ``ValueError`` otherwise."""
+
+    __slots__ = ("apex_wire", "case_sensitive", "max_udp")
+
+    def __init__(self, apex_wire, case_sensitive=False, max_udp=1232) -> None:
+        if not isinstance(apex_wire, bytes):
+            raise TypeError("apex_wire must be bytes")
+        if type(max_udp) is not int or not DNS_MIN_UDP <= max_udp <= DNS_MAX_TCP:
+            raise ValueError(f"max_udp must be an int {DNS_MIN_UDP}..{DNS_MAX_TCP}")
+        if not _apex_ok(apex_wire):
+            raise ValueError("apex_wire: a wire-form name of labels 1-63 of [A-Za-z0-9_-]")
+        self.apex_wire = apex_wire.lower()
+        self.case_sensitive = bool(case_sensitive)
+        self.max_udp = max_udp
+
+
+def _apex_ok(a: bytes) -> bool:
+    p, n = 0, len(a)
+    if not 0 < n <= DNS_MAX_APEX:
+        return False
+    while p < n:
+        length = a[p]
+        if length == 0:
+            return p == n - 1
+        if length > 63 or p + 1 + length >= n:
+            return False
+        if not all(c in _APEX_CHARS for c in a[p + 1 : p + 1 + length]):
+            return False
+        p += 1 + length
+    return False
+
+
+def _plain_label(label: bytes) -> bool:
+    """A "plain" mapping label (mapping._plain, read case-insensitively)."""
+    return (
+        label[0] in _ALNUM
+        and label[-1] in _ALNUM
+        and all(c in _LDH for c in label)
+        and label[2:4] != b"--"
+    )
+
+
+def _dns_values(blob: bytes):
+    """The values of a stored record, ``(index, ttl_type, ttl, perms, type, data)`` each in
+    record order, or None wherever ``resolver.record.unpack`` would raise (a corrupt record is
+    the general path's: it answers SERVFAIL)."""
+    size = len(blob)
+    if size < HEADER_SIZE or blob[0] != LAYOUT_VERSION:
+        return None
+    n = _I(blob[2:4], "big")
+    wlen = _I(blob[4:8], "big")
+    jlen = _I(blob[8:12], "big")
+    wstart = HEADER_SIZE + DIR_SIZE * n
+    if wstart + wlen + jlen != size or wlen < 4 or _i32(blob, wstart) != n:
+        return None
+    out = []
+    for i in range(n):
+        d = HEADER_SIZE + DIR_SIZE * i
+        wo = _I(blob[d : d + 4], "big")
+        wl = _I(blob[d + 4 : d + 8], "big")
+        jo = _I(blob[d + 8 : d + 12], "big")
+        jl = _I(blob[d + 12 : d + 16], "big")
+        if wo + wl > wlen or jo + jl > jlen or wl < VALUE_MIN:
+            return None
+        v = wstart + wo
+        end = v + wl
+        p = v + VALUE_TYPE
+        tl = _i32(blob, p)
+        if tl < 0 or p + 4 + tl > end:
+            return None
+        vtype = blob[p + 4 : p + 4 + tl]
+        p += 4 + tl
+        if p + 4 > end:
+            return None
+        dl = _i32(blob, p)
+        if dl < 0 or p + 4 + dl > end:
+            return None
+        data = blob[p + 4 : p + 4 + dl]
+        p += 4 + dl
+        if p + 4 > end:
+            return None
+        refs = _i32(blob, p)
+        p += 4
+        if not 0 <= refs <= MAX_VALUES:
+            return None
+        for _ in range(refs):
+            if p + 4 > end:
+                return None
+            hl = _i32(blob, p)
+            if hl < 0 or p + 4 + hl + 4 > end or not _utf8(blob[p + 4 : p + 4 + hl]):
+                return None
+            p += 4 + hl + 4
+        if p != end or not _utf8(vtype):
+            return None
+        out.append((_i32(blob, v), blob[v + 8], _i32(blob, v + 9), blob[v + VALUE_PERMS],
+                    vtype, data))  # fmt: skip
+    return out
+
+
+def _utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _b64(b: bytes) -> bytes:
+    return base64.b64encode(b)
+
+
+def _txt_rdata(index: int, vtype: bytes, data: bytes) -> bytes:
+    """answers._txt_rdata: ``type=…;index=…;data=…`` cut into ≤ 255-byte strings."""
+    if b";" in vtype or _CONTROL.search(vtype) is not None:
+        tfield = b"type.b64=" + _b64(vtype)
+    else:
+        tfield = b"type=" + vtype
+    if _utf8(data) and _CONTROL.search(data) is None:
+        dfield = b"data=" + data
+    else:
+        dfield = b"data.b64=" + _b64(data)
+    text = b"%s;index=%d;%s" % (tfield, index, dfield)
+    out = bytearray()
+    pos, n = 0, len(text)
+    while True:
+        end = min(pos + 255, n)
+        while end < n and text[end] & 0xC0 == 0x80:  # never cut inside a UTF-8 sequence
+            end -= 1
+        out.append(end - pos)
+        out += text[pos:end]
+        pos = end
+        if pos >= n:
+            return bytes(out)
+
+
+def _uri_bytes(data: bytes) -> bytes | None:
+    """answers._uri_of: the data as an absolute URI (non-ASCII percent-encoded), or None."""
+    if not _utf8(data) or _CONTROL.search(data) is not None:
+        return None
+    uri = _NON_ASCII.sub(lambda m: b"%%%02X" % m.group()[0], data)
+    m = _URI_SCHEME.match(uri)
+    if m is None or m.end() == len(uri) or not _URI_REST.fullmatch(uri, m.end()):
+        return None
+    return uri
+
+
+def _dns_rrs(values, qtype: int, now: int):
+    """answers.rrsets_for(values, qtype) as ``(ttl, [rdata, …])``; None where the fast path
+    declines: no RR, or two TXT RRs of one value index."""
+    pairs = []  # (value's index, ttl type, ttl, rdata)
+    for index, ttl_type, ttl, perms, vtype, data in values:
+        if not perms & PERM_PUBLIC_READ:
+            continue
+        if qtype == DNS_TXT:
+            pairs.append((index, ttl_type, ttl, _txt_rdata(index, vtype, data)))
+            continue
+        if len(vtype) != 3 or vtype.upper() != b"URL":
+            continue
+        uri = _uri_bytes(data)
+        if uri is None:
+            continue
+        if qtype == DNS_URI:
+            priority = min(1 + len(pairs), 0xFFFF)
+            pairs.append((index, ttl_type, ttl, _DNS_U16X2.pack(priority, 1) + uri))
+            continue
+        regexp = b"!^.*$!" + uri.replace(b"\\", b"\\\\").replace(b"!", b"\\!") + b"!"
+        if len(regexp) <= 255:
+            order = min(NAPTR_ORDER_BASE + len(pairs), 0xFFFF)
+            pairs.append((index, ttl_type, ttl, b"".join((
+                _DNS_U16X2.pack(order, NAPTR_PREFERENCE), _NAPTR_HEAD,
+                bytes((len(regexp),)), regexp, b"\x00"))))  # fmt: skip
+    pairs = [pair for pair in pairs if len(pair[3]) <= DNS_MAX_RDATA]
+    if not pairs:
+        return None
+    # Two TXT values of one index could give equal RDATA, which dnspython's RRset would keep
+    # once: declined (URI priorities and NAPTR orders differ anyway).
+    if qtype == DNS_TXT and len({index for index, *_ in pairs}) != len(pairs):
+        return None
+    ttl = min(
+        min(max(ttl - now if ttl_type == TTL_ABSOLUTE else ttl, 0), DNS_MAX_TTL)
+        for _, ttl_type, ttl, _ in pairs
+    )  # fmt: skip
+    return ttl, [rd for *_, rd in pairs]
+
+
+def dns_answer(query, txn, records_db, prefixes_db, zone, now, tcp=False, held=None,
+               cache=None):  # fmt: skip
+    """Answer the common DNS query from the store exactly as the general path does, or None.
+
+    ``query``: one DNS message (bytes); ``zone``: a ``DnsZone``; ``now``: the UNIX time the TTLs
+    of absolute-TTL values count from; ``tcp``: the response goes over TCP (limit 65535, not the
+    UDP payload); ``held``, ``cache``: as for ``_lookup`` (a ``[prefix or None]`` list reused
+    through one transaction, a ``RecordCache`` synced to ``txn``) — the answer is the same
+    without them.  ``OverflowError`` for ``now`` outside ±2⁶²; nothing else raises but the store.
+
+    Not None exactly when the general path answers from a stored record — and then the bytes
+    are ``responder.respond(query, Zone(apex, case_sensitive), lookup, now=now,
+    max_udp=zone.max_udp, tcp=tcp)`` for the store's ``lookup``.  Taken here, all else declined:
+
+    * header: QR=0, OPCODE QUERY, TC=0 (other flags free), QDCOUNT=1, ANCOUNT=NSCOUNT=0,
+      ARCOUNT 0 or 1; the message ends right after the question, or after one OPT RR of root
+      owner, version 0 and RDLENGTH 0 (any payload, extended RCODE and flags);
+    * the question: QCLASS IN, QTYPE TXT, URI or NAPTR; an uncompressed QNAME ≤ 255 bytes whose
+      last labels are the apex (ASCII-case-insensitively) and which has at least two labels
+      above it, each a "plain" mapping label ([A-Za-z0-9], '-' inside, no "--" at positions
+      3–4), the prefix not 0.NA.  The identifier is then ``P/S``: P the labels after the first,
+      reversed, upper-cased, joined with '.', S the first label upper-cased (lower-cased when
+      ``zone.case_sensitive``) — ``mapping.from_dns_name`` of such a name;
+    * the prefix is held and the record exists and decodes as ``resolver.record.unpack``
+      decodes it, and ``answers.rrsets_for`` gives at least one RR (no two alike).
+
+    The response: header (the query's id; QR, AA, the query's RD and CD; ANCOUNT; ARCOUNT 1
+    with an OPT), the question byte for byte, one RR per record datum (owner: a pointer to the
+    question's name, 0xC00C; class IN; the RRset's one TTL), then the OPT (root, payload
+    ``zone.max_udp``, the query's DO bit, no options) if the query had one.  Over the size
+    limit (TCP 65535; UDP with OPT max(512, min(payload, max_udp)); UDP 512) the response is
+    header (TC and AA set, ANCOUNT 0) + question + OPT, as the general path makes it.
+    """
+    q = query if type(query) is bytes else bytes(query)
+    now = operator.index(now)
+    if not -DNS_NOW_LIMIT <= now <= DNS_NOW_LIMIT:
+        raise OverflowError("now out of range")
+    n = len(q)
+    if n < 17:  # header + the shortest question
+        return None
+    qid, flags, qd, an, ns, ar = _DNS_HEADER.unpack_from(q)
+    if flags & 0xFA00 or qd != 1 or an or ns or ar > 1:  # QR, OPCODE, TC
+        return None
+    starts = []
+    p = 12
+    while p < n:
+        length = q[p]
+        if length == 0:
+            break
+        if length > 63:
+            return None
+        starts.append(p)
+        p += 1 + length
+    else:
+        return None
+    name_end = p + 1
+    end = name_end + 4
+    if name_end - 12 > DNS_MAX_NAME or end > n:
+        return None
+    qtype, qclass = _DNS_U16X2.unpack_from(q, name_end)
+    if qclass != 1 or qtype not in (DNS_TXT, DNS_URI, DNS_NAPTR):
+        return None
+    if ar:
+        opt = q[end:]
+        if len(opt) != 11 or opt[:3] != b"\x00\x00\x29" or opt[6] != 0 or opt[9:] != b"\0\0":
+            return None
+        limit = max(DNS_MIN_UDP, min(_I(opt[3:5], "big"), zone.max_udp))
+    elif n != end:
+        return None
+    else:
+        limit = DNS_MIN_UDP
+    if tcp:
+        limit = DNS_MAX_TCP
+    apex = zone.apex_wire
+    t = name_end - len(apex)
+    if t < 12 or (t not in starts and t != p) or q[t:name_end].lower() != apex:
+        return None
+    labels = [q[s + 1 : s + 1 + q[s]] for s in starts if s < t]
+    if len(labels) < 2 or not all(_plain_label(label) for label in labels):
+        return None
+    prefix = b".".join(reversed(labels[1:])).upper()
+    if prefix == NA_PREFIX:
+        return None
+    suffix = labels[0].lower() if zone.case_sensitive else labels[0].upper()
+    blob = _lookup(prefix + b"/" + suffix, txn, records_db, prefixes_db, cache)
+    if blob is None or blob is _MISS:
+        return None  # not held / no such identifier: REFUSED or NXDOMAIN, the general path's
+    values = _dns_values(bytes(blob))
+    if values is None:
+        return None
+    rrs = _dns_rrs(values, qtype, now)
+    if rrs is None:
+        return None
+    ttl, rdatas = rrs
+    question = q[12:end]
+    opt = _DNS_OPT.pack(0, 41, zone.max_udp, 0, 0, q[n - 4] & 0x80, 0, 0) if ar else b""
+    flags = 0x8400 | (flags & 0x0110)  # QR, AA; RD and CD echoed
+    size = 12 + len(question) + sum(12 + len(rd) for rd in rdatas) + len(opt)
+    if size > limit:
+        return _DNS_HEADER.pack(qid, flags | 0x0200, 1, 0, 0, ar) + question + opt
+    parts = [_DNS_HEADER.pack(qid, flags, 1, len(rdatas), 0, ar), question]
+    for rd in rdatas:
+        parts.append(_DNS_RR.pack(0xC00C, qtype, 1, ttl, len(rd)))
+        parts.append(rd)
+    parts.append(opt)
+    return b"".join(parts)
+
+
 # -- UDP datagram pump -----------------------------------------------------------------------
 
 BATCH = PUMP_BATCH
@@ -945,16 +1268,24 @@ BATCH = PUMP_BATCH
 class UdpPump:
     """Answers a burst of datagrams waiting on a non-blocking UDP socket.
 
-    ``UdpPump(sock, cache=None)`` keeps the socket (and, in the Cython twin, receive buffers for
-    ``BATCH`` datagrams of up to ``MAX_DATAGRAM`` bytes) and an optional ``RecordCache``.
+    ``UdpPump(sock, cache=None, dns=None, hand_back=False)`` keeps the socket (and, in the
+    Cython twin, receive buffers for ``BATCH`` datagrams of up to ``MAX_DATAGRAM`` bytes), an
+    optional ``RecordCache``, and the protocol: Handle, or DNS when ``dns`` is a ``DnsZone``.
     ``run(env, records_db, prefixes_db, case_sensitive)`` reads at most ``BATCH`` datagrams
     without blocking, then begins one read transaction of the py-lmdb environment ``env`` —
     after the burst arrived, so every answer sees each write committed before its request was
-    sent — syncs the cache to it, and sends each reply
-    ``handle_resolve`` gives that fits one packet (≤ ``UDP_PACKET`` bytes) to its sender.  It
-    returns ``(read, rest)``: how many datagrams were read (0: none was waiting) and, in arrival
-    order, ``(datagram, address, reply)`` for every datagram the caller must finish — reply None:
-    the general path answers it; reply bytes: a reply too long for one packet, to be split.
+    sent — syncs the cache to it, and answers each datagram:
+
+    * Handle: sends each reply ``handle_resolve`` gives that fits one packet (≤ ``UDP_PACKET``
+      bytes) to its sender;
+    * DNS: sends each reply ``dns_answer`` gives (``now`` = the current UNIX time, ``tcp``
+      False; such a reply already fits the UDP limit; ``case_sensitive`` is the zone's).
+
+    It returns ``(read, rest)``: how many datagrams were read (0: none was waiting) and, in
+    arrival order, ``(datagram, address, reply)`` for every datagram the caller must finish —
+    reply None: the general path answers it; reply bytes (Handle only): a reply too long for
+    one packet, to be split.  ``hand_back=True`` sends nothing: every datagram comes back in
+    ``rest`` with its reply or None (the caller rate-limits, then sends).
     Every read datagram is either answered here or returned, except one whose sender is not an
     IP address (nothing to answer).  A reply the socket will not take now (full send buffer) is
     dropped, as UDP may, and counted in ``dropped``.  An error reading the socket before any
@@ -962,9 +1293,13 @@ class UdpPump:
     ``recvmmsg`` and one ``sendmmsg`` where the system has them.
     """
 
-    def __init__(self, sock, cache=None) -> None:
+    def __init__(self, sock, cache=None, dns=None, hand_back=False) -> None:
+        if dns is not None and not isinstance(dns, DnsZone):
+            raise TypeError("dns must be a DnsZone")
         self.sock = sock
         self.cache = cache
+        self.dns = dns
+        self.hand_back = bool(hand_back)
         self.dropped = 0
 
     def run(self, env, records_db, prefixes_db, case_sensitive=False):
@@ -983,17 +1318,25 @@ class UdpPump:
         if not burst:
             return 0, rest
         replies = []
+        zone, hand_back, held = self.dns, self.hand_back, [None]
+        now = int(time.time())
         txn = env.begin()  # after the burst arrived: it sees every write made before it was sent
         try:
             if self.cache is not None:
                 self.cache.sync(txn)
             for data, addr in burst:
                 try:
-                    out = handle_resolve(data, txn, records_db, prefixes_db, case_sensitive,
-                                         self.cache)  # fmt: skip
+                    if zone is not None:
+                        out = dns_answer(data, txn, records_db, prefixes_db, zone, now, False,
+                                         held, self.cache)  # fmt: skip
+                        fits = out is not None
+                    else:
+                        out = handle_resolve(data, txn, records_db, prefixes_db, case_sensitive,
+                                             self.cache)  # fmt: skip
+                        fits = out is not None and len(out) <= UDP_PACKET
                 except Exception:
-                    out = None  # the general path answers it, and reports the failure
-                if out is not None and len(out) <= UDP_PACKET:
+                    out, fits = None, False  # the general path answers it, and reports the failure
+                if fits and not hand_back:
                     replies.append((out, addr))
                 else:
                     rest.append((data, addr, out))

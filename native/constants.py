@@ -1,10 +1,11 @@
 """Numbers both hot-path twins share: limits of an identifier, the stored record layout v1,
 the value limits and defaults a record packed from JSON obeys, the Handle message fields the fast
-path reads, the UDP pump and the change log.
+path reads, the UDP pump, the change log and the DNS fast path.
 
 Restated here because ``native`` imports nothing of ours; ``tests/parity`` asserts they equal
 the values in ``resolver.record``, ``resolver.values``, ``resolver.identifier``,
-``resolver.protocols.handle.constants`` and ``resolver.store.schema``.
+``resolver.protocols.handle.constants`` and ``resolver.store.schema``, and
+``tests/unit/test_native_dns.py`` the DNS ones against ``resolver.protocols.dns``.
 """
 
 MAX_HANDLE = 2048  # bytes of UTF-8 (handle.md §1, Common.MAX_HANDLE_LENGTH)
@@ -51,3 +52,18 @@ ACTION_UNHOME_PREFIX = 5
 ENTRY_OVERHEAD = 160
 # More changes than this since the last sync (or than entries held) → forget everything
 RESYNC_LIMIT = 4096
+
+# DNS fast path (resolver/protocols/dns/answers.py, responder.py, mapping.py)
+DNS_TXT = 16
+DNS_NAPTR = 35
+DNS_URI = 256
+DNS_MAX_RDATA = 65000  # answers.MAX_RDATA: larger record data is skipped
+DNS_MAX_TTL = 0x7FFFFFFF  # RFC 2181 §8
+DNS_MIN_UDP = 512  # RFC 1035 §4.2.1, RFC 6891 §6.2.5
+DNS_MAX_TCP = 65535  # RFC 1035 §4.2.2
+DNS_MAX_NAME = 255  # octets of a name in wire form (RFC 1035 §2.3.4)
+DNS_MAX_APEX = DNS_MAX_NAME - 4  # mapping._apex: room for an identifier's labels
+NAPTR_ORDER_BASE = 100
+NAPTR_PREFERENCE = 10
+TTL_ABSOLUTE = 1  # resolver.values: ttl is a UNIX expiry time
+DNS_NOW_LIMIT = 1 << 62  # |now| bound: TTL arithmetic stays inside 64 bits

@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="memory per worker for records answered over UDP, e.g. 128MiB; 0 off")
     serve.add_argument("--handle-port", dest="handle_port", type=int,
                        help="Handle protocol port, UDP and TCP (2641; 0 = any free port)")  # fmt: skip
+    serve.add_argument("--dns-port", dest="dns_port", type=int,
+                       help="DNS port, UDP and TCP (5353; 0 = any free port; -1 = no DNS)")
+    serve.add_argument("--dns-apex", dest="dns_apex",
+                       help="DNS name the identifiers' names live under (id.idnode.test.)")
     serve.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     serve.add_argument("--home", dest="homed_prefixes", action="append",
                        help="home this prefix at start-up if missing (repeatable)")  # fmt: skip
@@ -93,7 +97,7 @@ def _int4(text: str) -> int:
 
 def _overrides(args: argparse.Namespace) -> dict:
     names = ("data", "map_size", "record_cache", "case_sensitive", "host", "http_port",
-             "handle_port", "workers", "homed_prefixes")  # fmt: skip
+             "handle_port", "dns_port", "dns_apex", "workers", "homed_prefixes")  # fmt: skip
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
@@ -104,20 +108,33 @@ def _open_store(cfg):
 
 
 def cmd_serve(cfg) -> int:
-    from resolver.servers import lifecycle, sockets
+    from resolver.servers import dns_frontend, lifecycle, sockets
 
+    if cfg.dns_port >= 0:
+        try:
+            dns_frontend.zone_of(cfg)  # the apex and the zone's names: before binding anything
+        except ValueError as exc:
+            raise ConfigError("dns", str(exc)) from None
+        try:
+            lifecycle.rrl_config(cfg)  # rate-limit against instant-limit, whitelist ranges
+        except ValueError as exc:
+            raise ConfigError("dns.rrl", str(exc)) from None
     store = _open_store(cfg)  # create/verify the store once before forking
     _home_prefixes(store, cfg)
     store.close()
     reserved = [sockets.reserve_port(cfg.host, cfg.http_port)]
     reserved += sockets.reserve_tcp_udp(cfg.host, cfg.handle_port)
+    if cfg.dns_port >= 0:
+        reserved += sockets.reserve_tcp_udp(cfg.host, cfg.dns_port)
     http_port = reserved[0].getsockname()[1]
     handle_port = reserved[1].getsockname()[1]
-    cfg = dataclasses.replace(cfg, http_port=http_port, handle_port=handle_port)
+    dns_port = reserved[3].getsockname()[1] if cfg.dns_port >= 0 else -1
+    cfg = dataclasses.replace(cfg, http_port=http_port, handle_port=handle_port, dns_port=dns_port)
+    dns_text = f"dns://{cfg.host}:{dns_port} (udp+tcp, {cfg.dns_apex}) " if dns_port >= 0 else ""
     loop_kind = "uvloop" if _has_uvloop() else "asyncio"
     scheme = "https" if cfg.tls_cert else "http"
     banner = (f"idnode {__version__}: {scheme}://{cfg.host}:{http_port}/api/handles/ "
-              f"handle://{cfg.host}:{handle_port} (udp+tcp) — "
+              f"handle://{cfg.host}:{handle_port} (udp+tcp) {dns_text}— "
               f"{cfg.worker_count} worker(s), {native.IMPLEMENTATION} hot path, {loop_kind}, "
               f"record cache {cfg.record_cache >> 20} MiB, data {cfg.data}")  # fmt: skip
 
@@ -129,7 +146,8 @@ def cmd_serve(cfg) -> int:
     def started() -> None:
         # A bound UDP socket in a SO_REUSEPORT group receives its share of datagrams even when
         # nobody reads it (unlike a TCP socket that does not listen): release it now.
-        reserved[2].close()
+        for sock in reserved[2::2]:  # the UDP reservations: Handle, DNS
+            sock.close()
 
     try:
         return lifecycle.supervise(cfg.worker_count, worker, banner, started)
@@ -156,7 +174,8 @@ def _run_worker(cfg) -> None:
         native = NativeAdmin(admin.registry, admin.authenticator)
         asyncio.run(lifecycle.run_worker(store, resolver, cfg, cfg.http_port, cfg.handle_port,
                                          admin=admin, extensions=_extensions(admin),
-                                         native_admin=native))  # fmt: skip
+                                         native_admin=native,
+                                         dns_port=cfg.dns_port))  # fmt: skip
     finally:
         store.close()
 

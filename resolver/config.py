@@ -25,6 +25,28 @@ offending key and the reason.  The file's layout (every key optional)::
     max_tcp_connections = 1024   # per worker; more are closed at once
     tcp_idle_seconds = 60        # an idle TCP connection is closed after this long
 
+    [dns]
+    port = 5353                  # DNS, UDP and TCP (flag --dns-port; 0 = free port; -1 = off)
+    apex = "id.idnode.test."     # identifiers' names live under it (flag --dns-apex)
+    max_udp = 1232               # largest UDP answer, ≤ the client's EDNS size (RFC 6891)
+    tcp_idle_seconds = 10        # an idle DNS TCP connection is closed after this long (RFC 7766)
+    ns = []                      # the zone's NS names (default: ns1.<apex>)
+    hostmaster = ""              # SOA RNAME (default: hostmaster.<apex>)
+    soa_serial = 1               # SOA serial, refresh, retry, expire, minimum (negative TTL)
+    soa_refresh = 3600
+    soa_retry = 600
+    soa_expire = 604800
+    soa_minimum = 300
+    soa_ttl = 3600               # TTL of the SOA and NS RRsets
+
+    [dns.rrl]                    # response rate limiting, Knot mod-rrl's options; off by default
+    rate-limit = 0               # responses per second per client network and class; 0 = off
+    instant-limit = 125          # burst allowance
+    slip = 1                     # every slip-th limited response is sent truncated (0 = drop all)
+    whitelist = []               # addresses / networks never limited
+    dry-run = false              # count what would be limited, limit nothing
+    table-size = 524288          # buckets kept
+
     [node]
     workers = 0                  # 0 = one per core (flag --workers)
     drain_seconds = 10           # SIGTERM: finish in-flight requests for at most this long
@@ -67,12 +89,40 @@ class Config:
     site_public_key: bytes = b""
     max_tcp_connections: int = 1024
     tcp_idle_seconds: float = 60.0
+    dns_port: int = 5353
+    dns_apex: str = "id.idnode.test."
+    dns_max_udp: int = 1232
+    dns_tcp_idle_seconds: float = 10.0
+    dns_ns: tuple[str, ...] = ()
+    dns_hostmaster: str = ""
+    dns_soa_serial: int = 1
+    dns_soa_refresh: int = 3600
+    dns_soa_retry: int = 600
+    dns_soa_expire: int = 604800
+    dns_soa_minimum: int = 300
+    dns_soa_ttl: int = 3600
+    rrl_rate_limit: int = 0
+    rrl_instant_limit: int = 125
+    rrl_slip: int = 1
+    rrl_whitelist: tuple[str, ...] = ()
+    rrl_dry_run: bool = False
+    rrl_table_size: int = 524288
     workers: int = 0
     drain_seconds: float = 10.0
     case_sensitive: bool = False
     homed_prefixes: tuple[str, ...] = ()
     server_admins: tuple[str, ...] = ()
     log_level: str = "info"
+
+    @property
+    def dns_ns_names(self) -> tuple[str, ...]:
+        """The zone's NS names: ``[dns] ns``, else ``ns1.<apex>``."""
+        return self.dns_ns or (_under_apex("ns1", self.dns_apex),)
+
+    @property
+    def dns_rname(self) -> str:
+        """The SOA RNAME: ``[dns] hostmaster``, else ``hostmaster.<apex>``."""
+        return self.dns_hostmaster or _under_apex("hostmaster", self.dns_apex)
 
     @property
     def worker_count(self) -> int:
@@ -97,6 +147,24 @@ _FILE_KEYS = {
     "handle.site_public_key": "site_public_key",
     "handle.max_tcp_connections": "max_tcp_connections",
     "handle.tcp_idle_seconds": "tcp_idle_seconds",
+    "dns.port": "dns_port",
+    "dns.apex": "dns_apex",
+    "dns.max_udp": "dns_max_udp",
+    "dns.tcp_idle_seconds": "dns_tcp_idle_seconds",
+    "dns.ns": "dns_ns",
+    "dns.hostmaster": "dns_hostmaster",
+    "dns.soa_serial": "dns_soa_serial",
+    "dns.soa_refresh": "dns_soa_refresh",
+    "dns.soa_retry": "dns_soa_retry",
+    "dns.soa_expire": "dns_soa_expire",
+    "dns.soa_minimum": "dns_soa_minimum",
+    "dns.soa_ttl": "dns_soa_ttl",
+    "dns.rrl.rate-limit": "rrl_rate_limit",
+    "dns.rrl.instant-limit": "rrl_instant_limit",
+    "dns.rrl.slip": "rrl_slip",
+    "dns.rrl.whitelist": "rrl_whitelist",
+    "dns.rrl.dry-run": "rrl_dry_run",
+    "dns.rrl.table-size": "rrl_table_size",
     "node.workers": "workers",
     "node.drain_seconds": "drain_seconds",
     "node.case_sensitive": "case_sensitive",
@@ -104,6 +172,7 @@ _FILE_KEYS = {
     "node.server_admins": "server_admins",
     "node.log_level": "log_level",
 }
+_SUBTABLES = frozenset({"dns.rrl"})
 _UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
           "g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}  # fmt: skip
 
@@ -114,7 +183,23 @@ _INT_RANGES = {
     "workers": (0, 256),
     "site_serial": (0, 65535),
     "max_tcp_connections": (1, 1_000_000),
+    "dns_port": (-1, 65535),
+    "dns_max_udp": (512, 65535),
+    "dns_soa_serial": (0, 0xFFFFFFFF),  # RFC 1035 §3.3.13: u32
+    "dns_soa_refresh": (0, 0xFFFFFFFF),
+    "dns_soa_retry": (0, 0xFFFFFFFF),
+    "dns_soa_expire": (0, 0xFFFFFFFF),
+    "dns_soa_minimum": (0, 0xFFFFFFFF),
+    "dns_soa_ttl": (0, 0x7FFFFFFF),  # RFC 2181 §8
+    "rrl_rate_limit": (0, 1_000_000),
+    "rrl_instant_limit": (1, 1_000_000),
+    "rrl_slip": (0, 100),  # Knot mod-rrl: 0..100
+    "rrl_table_size": (1, 1 << 30),
 }
+
+
+def _under_apex(label: str, apex: str) -> str:
+    return label + "." + ("" if apex == "." else apex)
 
 
 def _bad(key: str, v: Any):
@@ -147,7 +232,29 @@ def _check(field: str, key: str, v: Any) -> Any:
         if field == "log_level" and v.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(key, "expected one of debug, info, warning, error")
         return v
-    if field in ("allow_anonymous_list", "case_sensitive", "auth_requires_tls"):
+    if field in ("dns_apex", "dns_hostmaster"):
+        if not isinstance(v, str) or (field == "dns_apex" and not v):
+            raise ConfigError(key, f"expected a DNS name such as \"id.example.\", got {v!r}")
+        return _dns_name(key, v) if v else v
+    if field == "dns_ns":
+        if not isinstance(v, (list, tuple)) or not all(isinstance(n, str) and n for n in v):
+            raise ConfigError(key, 'expected a list of DNS names such as ["ns1.id.example."]')
+        return tuple(_dns_name(key, n) for n in v)
+    if field == "dns_tcp_idle_seconds":
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.1 <= v <= 3600:
+            raise ConfigError(key, "expected a number of seconds between 0.1 and 3600")
+        return float(v)
+    if field == "rrl_whitelist":
+        if not isinstance(v, (list, tuple)) or not all(isinstance(a, str) for a in v):
+            raise ConfigError(key, 'expected a list of addresses or networks, e.g. ["10.0.0.0/8"]')
+        for a in v:
+            try:
+                for end in a.split("-", 1):  # Knot's forms: ADDR, ADDR/LEN, ADDR-ADDR
+                    ipaddress.ip_network(end.strip(), strict=False)
+            except ValueError:
+                raise ConfigError(key, f"{a!r} is not an IP address, network or range") from None
+        return tuple(v)
+    if field in ("allow_anonymous_list", "case_sensitive", "auth_requires_tls", "rrl_dry_run"):
         if not isinstance(v, bool):
             raise ConfigError(key, f"expected true or false, got {v!r}")
         return v
@@ -218,6 +325,16 @@ def _check(field: str, key: str, v: Any) -> Any:
     raise ConfigError(key, "unknown option")  # pragma: no cover - table and fields agree
 
 
+def _dns_name(key: str, v: str) -> str:
+    """An absolute DNS name of letters, digits, '-' and '_' labels (the final dot added)."""
+    text = v if v.endswith(".") else v + "."
+    labels = text[:-1].split(".") if text != "." else []
+    if not all(re.fullmatch(r"[A-Za-z0-9_-]{1,63}", label) for label in labels) \
+            or len(text) > 254:  # fmt: skip
+        raise ConfigError(key, f"{v!r} is not a DNS name (labels of letters, digits, '-', '_')")
+    return text
+
+
 def read_file(path: str) -> dict[str, Any]:
     """TOML file → {field: value}; raises ConfigError for syntax, unknown keys or bad values."""
     try:
@@ -230,9 +347,14 @@ def read_file(path: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for section, body in doc.items():
         if not isinstance(body, dict):
-            raise ConfigError(section, "unknown option (options live in [store], [http], [node])")
-        for name, value in body.items():
+            raise ConfigError(section, "unknown option (options live in [store], [http], "
+                                       "[handle], [dns], [node])")  # fmt: skip
+        items = list(body.items())
+        for name, value in items:
             key = f"{section}.{name}"
+            if isinstance(value, dict) and key in _SUBTABLES:  # [dns.rrl]
+                items.extend((f"{name}.{k}", v) for k, v in value.items())
+                continue
             field = _FILE_KEYS.get(key)
             if field is None:
                 raise ConfigError(key, "unknown option")

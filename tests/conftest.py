@@ -89,6 +89,13 @@ class Node:
     def pid(self) -> int:
         return self.proc.pid
 
+    @property
+    def dns_port(self) -> int:
+        """The DNS port (UDP and TCP) from the banner; AssertionError when DNS is off."""
+        m = re.search(r"dns://127\.0\.0\.1:(\d+) ", self.banner)
+        assert m, f"no DNS listener in the banner: {self.banner!r}"
+        return int(m.group(1))
+
     def get(self, path: str, **kw) -> HttpAnswer:
         kw.setdefault("tls", self.tls)
         return http_request(self.port, path, **kw)
@@ -172,9 +179,10 @@ def launch_node(workdir: Path, *, data: Path | None = None, workers: int = 1,
         data = workdir / "data"
         load_demo(data, env)
     # A free Handle port too: nodes of one session must not share 2641 through SO_REUSEPORT
-    # (the kernel would spread datagrams over them).  A later --handle-port in args wins.
+    # (the kernel would spread datagrams over them); nor DNS's 5353.  Later flags in args win.
     cmd = [sys.executable, "-m", "resolver", "serve", "--data", str(data), "--host", "127.0.0.1",
-           "--http-port", "0", "--handle-port", "0", "--workers", str(workers)]  # fmt: skip
+           "--http-port", "0", "--handle-port", "0", "--dns-port", "0",
+           "--workers", str(workers)]  # fmt: skip
     if config_text is not None:
         cfg = workdir / "idnode.toml"
         cfg.write_text(config_text)

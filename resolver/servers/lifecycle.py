@@ -3,7 +3,7 @@
 The supervisor reserves the ports (binding with ``SO_REUSEPORT`` so that ``port = 0`` resolves
 to one number for every worker; the Handle port is one number for TCP and UDP), forks the workers, restarts any that die, and on SIGTERM or
 SIGINT forwards SIGTERM and waits.  Each worker opens its own LMDB environment (never across a
-fork), binds its own ``SO_REUSEPORT`` sockets (HTTP, Handle UDP, Handle TCP), runs uvloop when available, and on SIGTERM stops
+fork), binds its own ``SO_REUSEPORT`` sockets (HTTP, Handle UDP and TCP, DNS UDP and TCP), runs uvloop when available, and on SIGTERM stops
 accepting, drains in-flight requests for at most ``drain_seconds``, and exits 0.
 """
 
@@ -22,7 +22,11 @@ from aiohttp import web
 
 from resolver.config import Config
 from resolver.core.engine import Resolver
+from resolver.protocols.dns import rrl
 from resolver.servers import http_app
+from resolver.servers.dns_frontend import DnsFrontEnd, native_zone
+from resolver.servers.dns_tcp import start_dns_tcp
+from resolver.servers.dns_udp import start_dns_udp
 from resolver.servers.handle_frontend import HandleFrontEnd
 from resolver.servers.handle_tcp import TcpLimits, start_tcp
 from resolver.servers.handle_udp import start_udp
@@ -44,8 +48,9 @@ def install_event_loop_policy() -> str:
 
 async def run_worker(store: LmdbStore, resolver: Resolver, config: Config, http_port: int,
                      handle_port: int, admin=None, extensions=(),
-                     native_admin=None) -> None:  # fmt: skip
-    """Serve HTTP(S), Handle UDP and Handle TCP on SO_REUSEPORT sockets until SIGTERM or
+                     native_admin=None, dns_port: int = -1) -> None:  # fmt: skip
+    """Serve HTTP(S), Handle UDP and TCP, and DNS UDP and TCP (``dns_port`` ≥ 0; the ports are
+    reserved by the caller) on SO_REUSEPORT sockets until SIGTERM or
     SIGINT; then stop accepting, let in-flight work finish (≤ ``drain_seconds``) and return.
     ``admin``: the REST writes (``http_admin.AdminHttp``), None for a read-only API;
     ``extensions``: the other ``/api/v1/`` drivers (operator, imports, templates);
@@ -71,6 +76,15 @@ async def run_worker(store: LmdbStore, resolver: Resolver, config: Config, http_
                           config.record_cache)  # fmt: skip
     limits = TcpLimits(config.max_tcp_connections, config.tcp_idle_seconds)
     tcp = await start_tcp(store, frontend, config.host, handle_port, config.case_sensitive, limits)
+    dns_udp = dns_tcp = None
+    if dns_port >= 0:
+        dns_front = DnsFrontEnd(resolver, store, config)
+        zone = native_zone(config)
+        limiter = rrl.RateLimiter(rrl_config(config)) if config.rrl_rate_limit > 0 else None
+        dns_udp = await start_dns_udp(store, dns_front, config.host, dns_port, zone,
+                                      config.case_sensitive, udp.cache, limiter)  # fmt: skip
+        dns_limits = TcpLimits(config.max_tcp_connections, config.dns_tcp_idle_seconds)
+        dns_tcp = await start_dns_tcp(store, dns_front, config.host, dns_port, zone, dns_limits)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -80,16 +94,32 @@ async def run_worker(store: LmdbStore, resolver: Resolver, config: Config, http_
 
     tcp.close()  # stop accepting; open connections finish what they were given
     udp.stop_reading()
+    datagram_servers = [udp]
+    if dns_udp is not None:
+        dns_tcp.close()
+        dns_udp.stop_reading()
+        datagram_servers.append(dns_udp)
     deadline = loop.time() + config.drain_seconds
-    pending = [t for t in udp.in_flight if not t.done()]
+    pending = [t for s in datagram_servers for t in s.in_flight if not t.done()]
     if pending:
         await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
-    udp.close()
+    for server in datagram_servers:
+        server.close()
     await http.cleanup()  # waits for in-flight HTTP handlers ≤ shutdown_timeout
-    try:
-        await asyncio.wait_for(tcp.wait_closed(), max(0.1, deadline - loop.time()))
-    except (asyncio.TimeoutError, TimeoutError):
-        pass
+    for stream_server in (tcp, dns_tcp):
+        if stream_server is None:
+            continue
+        try:
+            await asyncio.wait_for(stream_server.wait_closed(), max(0.1, deadline - loop.time()))
+        except (asyncio.TimeoutError, TimeoutError):
+            pass
+
+
+def rrl_config(config: Config) -> rrl.RrlConfig:
+    """``[dns.rrl]`` as the rate limiter takes it."""
+    return rrl.RrlConfig(rate_limit=config.rrl_rate_limit, instant_limit=config.rrl_instant_limit,
+                         slip=config.rrl_slip, whitelist=config.rrl_whitelist,
+                         dry_run=config.rrl_dry_run, table_size=config.rrl_table_size)  # fmt: skip
 
 
 def supervise(workers: int, target: Callable[[int], None], banner: str = "",

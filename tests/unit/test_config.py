@@ -162,6 +162,25 @@ def test_bad_override_names_the_flag(field, value, key):
         ("[node]\nhomed_prefixes = ['" + "8" * 256 + "']\n", "node.homed_prefixes"),
         ("[node]\nlog_level = 'verbose'\n", "node.log_level"),
         ("[node]\nlog_level = ''\n", "node.log_level"),
+        ("[dns]\nport = -2\n", "dns.port"),
+        ("[dns]\nport = 65536\n", "dns.port"),
+        ("[dns]\napex = ''\n", "dns.apex"),
+        ("[dns]\napex = 'a..b'\n", "dns.apex"),
+        ("[dns]\napex = 'bad label!.test'\n", "dns.apex"),
+        ("[dns]\nmax_udp = 511\n", "dns.max_udp"),
+        ("[dns]\ntcp_idle_seconds = 0\n", "dns.tcp_idle_seconds"),
+        ("[dns]\nns = 'ns1.x.'\n", "dns.ns"),
+        ("[dns]\nns = ['']\n", "dns.ns"),
+        ("[dns]\nsoa_serial = 4294967296\n", "dns.soa_serial"),
+        ("[dns]\nsoa_ttl = 2147483648\n", "dns.soa_ttl"),
+        ("[dns]\nrrl = 5\n", "dns.rrl"),
+        ("[dns.rrl]\nrate_limit = 5\n", "dns.rrl.rate_limit"),  # Knot's spelling: rate-limit
+        ("[dns.rrl]\nrate-limit = -1\n", "dns.rrl.rate-limit"),
+        ("[dns.rrl]\nslip = 101\n", "dns.rrl.slip"),
+        ("[dns.rrl]\nwhitelist = ['10.0.0.300']\n", "dns.rrl.whitelist"),
+        ("[dns.rrl]\ndry-run = 'yes'\n", "dns.rrl.dry-run"),
+        ("[dns.rrl]\ntable-size = 0\n", "dns.rrl.table-size"),
+        ("[dns.other]\nx = 1\n", "dns.other"),
     ],
 )
 def test_bad_file_names_the_key(tmp_path, text, key):
@@ -172,6 +191,43 @@ def test_bad_file_names_the_key(tmp_path, text, key):
     assert info.value.reason
     assert info.value.outcome is Outcome.MALFORMED
     assert str(info.value).startswith(f"{key}: ")
+
+
+def test_dns_section_and_knot_style_rrl_options(tmp_path):
+    cfg = load(_write(tmp_path, """\
+[dns]
+port = 53
+apex = "ID.Example.CN"
+max_udp = 4096
+tcp_idle_seconds = 2.5
+ns = ["ns1.example.cn", "ns2.example.net."]
+hostmaster = "noc.example.cn."
+soa_serial = 2026112901
+
+[dns.rrl]
+rate-limit = 20
+slip = 2
+whitelist = ["10.0.0.0/8", "::1"]
+dry-run = true
+table-size = 1000
+"""))
+    assert (cfg.dns_port, cfg.dns_apex, cfg.dns_max_udp) == (53, "ID.Example.CN.", 4096)
+    assert cfg.dns_tcp_idle_seconds == 2.5 and cfg.dns_soa_serial == 2026112901
+    assert cfg.dns_ns_names == ("ns1.example.cn.", "ns2.example.net.")
+    assert cfg.dns_rname == "noc.example.cn."
+    assert (cfg.rrl_rate_limit, cfg.rrl_slip, cfg.rrl_dry_run, cfg.rrl_table_size) == (20, 2, True,
+                                                                                       1000)
+    assert cfg.rrl_whitelist == ("10.0.0.0/8", "::1")
+
+
+def test_dns_defaults_name_the_zone_after_the_apex():
+    cfg = Config()
+    assert (cfg.dns_port, cfg.dns_apex, cfg.dns_max_udp) == (5353, "id.idnode.test.", 1232)
+    assert cfg.dns_ns_names == ("ns1.id.idnode.test.",)
+    assert cfg.dns_rname == "hostmaster.id.idnode.test."
+    assert cfg.rrl_rate_limit == 0  # RRL off by default (issue 6 §5)
+    root = load(None, {"dns_apex": "."})
+    assert root.dns_ns_names == ("ns1.",) and root.dns_rname == "hostmaster."
 
 
 def test_log_level_any_case(tmp_path):
