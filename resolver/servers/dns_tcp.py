@@ -14,89 +14,27 @@ or shorter than a header) gets nothing, as over UDP.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 
 import native
 from resolver.servers.dns_frontend import DnsFrontEnd
-from resolver.servers.handle_tcp import TcpLimits
 from resolver.servers.sockets import listening_socket
+from resolver.servers.stream import BoundedStreamProtocol, TcpLimits
 from resolver.store.lmdb_store import LmdbStore
 
 log = logging.getLogger("idnode.dns.tcp")
 
-MAX_QUEUED = 256
-
-
-class DnsTcpProtocol(asyncio.Protocol):
+class DnsTcpProtocol(BoundedStreamProtocol):
     def __init__(self, store: LmdbStore, frontend: DnsFrontEnd, zone,
                  limits: TcpLimits) -> None:  # fmt: skip
+        super().__init__(limits)
         self.env = store.env
         self.records_db = store.records_db
         self.prefixes_db = store.prefixes_db
         self.frontend = frontend
         self.zone = zone
-        self.limits = limits
         self.buffer = bytearray()
-        self.queue: collections.deque[bytes] = collections.deque()
-        self.worker: asyncio.Task | None = None
-        self.transport: asyncio.Transport | None = None
-        self.counted = False
-        self.idle: asyncio.TimerHandle | None = None
-        self.paused_writing = False
-        self.paused_reading = False
-
-    # -- connection ----------------------------------------------------------------------------
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        if self.limits.open >= self.limits.max_connections:
-            transport.abort()
-            return
-        self.limits.open += 1
-        self.counted = True
-        self._touch()
-
-    def connection_lost(self, exc) -> None:
-        if self.counted:
-            self.limits.open -= 1
-            self.counted = False
-        if self.idle is not None:
-            self.idle.cancel()
-        if self.worker is not None:
-            self.worker.cancel()
-        self.queue.clear()
-
-    def _touch(self) -> None:
-        if self.idle is not None:
-            self.idle.cancel()
-        self.idle = asyncio.get_running_loop().call_later(self.limits.idle_seconds,
-                                                          self._idle_close)  # fmt: skip
-
-    def _idle_close(self) -> None:
-        if self.transport is not None and not self.queue and self.worker is None:
-            self.transport.close()
-        else:
-            self._touch()
-
-    def pause_writing(self) -> None:
-        self.paused_writing = True
-        self._update_reading()
-
-    def resume_writing(self) -> None:
-        self.paused_writing = False
-        self._update_reading()
-
-    def _update_reading(self) -> None:
-        want_pause = self.paused_writing or len(self.queue) >= MAX_QUEUED
-        if self.transport is None or self.transport.is_closing():
-            return
-        if want_pause and not self.paused_reading:
-            self.transport.pause_reading()
-            self.paused_reading = True
-        elif not want_pause and self.paused_reading:
-            self.transport.resume_reading()
-            self.paused_reading = False
 
     # -- messages ------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:

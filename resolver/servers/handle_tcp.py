@@ -14,7 +14,6 @@ a challenge is answered from where it was sent) and ``stream=True``.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 
 import native
@@ -26,94 +25,23 @@ from resolver.protocols.handle.message import Envelope, Header
 from resolver.protocols.handle.tcp import FrameBuffer, FrameTooLong
 from resolver.servers.handle_frontend import HandleFrontEnd
 from resolver.servers.sockets import listening_socket
+from resolver.servers.stream import BoundedStreamProtocol, TcpLimits
 from resolver.store.lmdb_store import LmdbStore
 
 log = logging.getLogger("idnode.handle.tcp")
 
-MAX_QUEUED_FRAMES = 256
 
-
-class TcpLimits:
-    """Shared by every connection of one listener."""
-
-    def __init__(self, max_connections: int, idle_seconds: float) -> None:
-        self.max_connections = max_connections
-        self.idle_seconds = idle_seconds
-        self.open = 0
-
-
-class HandleTcpProtocol(asyncio.Protocol):
+class HandleTcpProtocol(BoundedStreamProtocol):
     def __init__(self, store: LmdbStore, frontend: HandleFrontEnd, case_sensitive: bool,
                  limits: TcpLimits) -> None:  # fmt: skip
+        super().__init__(limits)
         self.env = store.env
         self.records_db = store.records_db
         self.prefixes_db = store.prefixes_db
         self.frontend = frontend
         self.case_sensitive = case_sensitive
-        self.limits = limits
         self.frames = FrameBuffer()
-        self.queue: collections.deque[tuple[Envelope, bytes]] = collections.deque()
-        self.worker: asyncio.Task | None = None
-        self.transport: asyncio.Transport | None = None
-        self.counted = False
-        self.idle: asyncio.TimerHandle | None = None
-        self.paused_writing = False
-        self.paused_reading = False
         self.closing_after: bytes | None = None  # the RC 4 reply that ends the connection
-        self.peer: str | None = None  # the client's IP address
-
-    # -- connection ----------------------------------------------------------------------------
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        peername = transport.get_extra_info("peername")
-        self.peer = peername[0] if peername else None
-        if self.limits.open >= self.limits.max_connections:
-            transport.abort()
-            return
-        self.limits.open += 1
-        self.counted = True
-        self._touch()
-
-    def connection_lost(self, exc) -> None:
-        if self.counted:
-            self.limits.open -= 1
-            self.counted = False
-        if self.idle is not None:
-            self.idle.cancel()
-        if self.worker is not None:
-            self.worker.cancel()
-        self.queue.clear()
-
-    def _touch(self) -> None:
-        if self.idle is not None:
-            self.idle.cancel()
-        loop = asyncio.get_running_loop()
-        self.idle = loop.call_later(self.limits.idle_seconds, self._idle_close)
-
-    def _idle_close(self) -> None:
-        if self.transport is not None and not self.queue and self.worker is None:
-            self.transport.close()
-        else:
-            self._touch()
-
-    def pause_writing(self) -> None:
-        self.paused_writing = True
-        self._update_reading()
-
-    def resume_writing(self) -> None:
-        self.paused_writing = False
-        self._update_reading()
-
-    def _update_reading(self) -> None:
-        want_pause = self.paused_writing or len(self.queue) >= MAX_QUEUED_FRAMES
-        if self.transport is None or self.transport.is_closing():
-            return
-        if want_pause and not self.paused_reading:
-            self.transport.pause_reading()
-            self.paused_reading = True
-        elif not want_pause and self.paused_reading:
-            self.transport.resume_reading()
-            self.paused_reading = False
 
     # -- frames --------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:

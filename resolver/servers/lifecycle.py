@@ -28,10 +28,11 @@ from resolver.servers.dns_frontend import DnsFrontEnd, native_zone
 from resolver.servers.dns_tcp import start_dns_tcp
 from resolver.servers.dns_udp import start_dns_udp
 from resolver.servers.handle_frontend import HandleFrontEnd
-from resolver.servers.handle_tcp import TcpLimits, start_tcp
+from resolver.servers.handle_tcp import start_tcp
 from resolver.servers.handle_udp import start_udp
 from resolver.servers.http_app import JsonServer
 from resolver.servers.sockets import listening_socket
+from resolver.servers.stream import TcpLimits
 from resolver.store.lmdb_store import LmdbStore
 
 log = logging.getLogger("idnode.serve")
