@@ -18,6 +18,8 @@ SCENARIOS = {
                    "same over TCP, one request outstanding per connection"),
     "handle-tcp-pipelined": ("bench.handle:main_tcp_pipelined",
                              "same over TCP, 16 requests outstanding per connection"),
+    "dns": ("bench.dns", "idnode DNS (TXT, URI, NAPTR) vs Knot DNS serving the same zone, "
+            "driven by dnsperf"),
     "import": ("bench.imports", "idnode import of 1M identifiers (JSONL, CSV) into a running "
                "node: rate, node RSS, resolution p99 during it"),
 }

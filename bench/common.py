@@ -258,3 +258,41 @@ def pins(enabled: bool) -> tuple[int | None, int | None]:
     """(load generator core, server core): the first two cores allowed, or no pinning."""
     cores = sorted(os.sched_getaffinity(0))
     return (cores[0], cores[1]) if enabled and len(cores) >= 2 else (None, None)
+
+
+def add_yardstick_options(p, generator: str) -> None:
+    """The options every idnode-vs-Knot scenario shares (handle-*, dns): run shape, store,
+    pinning, tools, cache.  ``generator`` names what drives the load, for the help texts."""
+    p.add_argument("--duration", "-d", type=float, default=10, help="seconds per run (10)")
+    p.add_argument("--warmup", type=float, default=2, help="warm-up seconds per server (2; 0 none)")
+    p.add_argument("--rounds", type=int, default=3, help="idnode/Knot alternations (3)")
+    p.add_argument("--no-lock", dest="lock", action="store_false",
+                   help="do not lock the store's data file in memory")  # fmt: skip
+    p.add_argument("--no-half", dest="half", action="store_false",
+                   help="skip the half-load latency runs")  # fmt: skip
+    p.add_argument("--pure", action="store_true",
+                   help="run idnode with IDNODE_NO_EXTENSIONS=1 (pure hot path)")  # fmt: skip
+    p.add_argument("--record-cache", default=None,
+                   help="idnode's record cache per worker, e.g. 0 (off) or 64MiB "
+                        "(default: idnode's own, [store] record_cache)")  # fmt: skip
+    p.add_argument("--no-pin", dest="pin", action="store_false",
+                   help=f"do not pin {generator} and the servers to separate cores")  # fmt: skip
+    p.add_argument("--knotd", default=None, help="knotd executable (knotd, also in /usr/sbin)")
+    p.add_argument("--regenerate", action="store_true", help="rebuild the store even if cached")
+
+
+def alternate(servers: list, rounds: int, measure, line, *, rates: dict | None = None) -> dict:
+    """``rounds`` alternations over ``servers`` (idnode, Knot, idnode, Knot …): ``measure(server,
+    rate)`` each time — ``rate`` None at maximum load, else ``rates[server.name]`` — printed
+    as ``line(label, name, result)``.  A server that died stops the run (RuntimeError).
+    → {server name: [results, in round order]}."""
+    runs: dict[str, list] = {s.name: [] for s in servers}
+    for r in range(1, rounds + 1):
+        for server in servers:
+            res = measure(server, None if rates is None else rates[server.name])
+            runs[server.name].append(res)
+            label = f"round {r}" if rates is None else f"half {r} "
+            print(line(label, server.name, res), flush=True)
+            if not server.alive():
+                raise RuntimeError(f"{server.name} died during the run; its log:\n{server.log()}")
+    return runs

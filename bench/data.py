@@ -178,3 +178,25 @@ def prefault(path: Path) -> None:
         buf = bytearray(8 << 20)
         while fh.readinto(buf):
             pass
+
+
+def locked_store(args, locks: list) -> Path:
+    """The store of ``args.records`` identifiers (cached), pre-faulted and — unless
+    ``args.lock`` is false — locked in memory, the lock appended to ``locks``.
+
+    Knot keeps its zone in process memory, which nothing pages out without swap; the store is
+    page cache, which some systems reclaim when idle (``bench.common.MemoryLock``)."""
+    from bench.common import MemoryLock
+
+    store = ensure_store(args.records, args.seed, build_dir=args.build_dir,
+                         regenerate=args.regenerate)  # fmt: skip
+    prefault(store)
+    if args.lock:
+        lock = MemoryLock(store / "data.mdb")
+        if lock.locked:
+            locks.append(lock)
+            print(f"store: {lock.size / 2**30:.2f} GiB locked in memory")
+        else:
+            print(f"warning: could not lock the store in memory ({lock.error}); runs may wait "
+                  f"for the disk if the system pages it out (see major faults)")  # fmt: skip
+    return store

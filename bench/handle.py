@@ -46,8 +46,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench import data, knot
-from bench.common import (NOISY_CORES, MemoryLock, Server, children_cpu, core_ticks, idnode_argv,
-                          machine, machine_busy, pin, pins, stop_servers, versions)  # fmt: skip
+from bench.common import (NOISY_CORES, MemoryLock, Server, add_yardstick_options, alternate,
+                          children_cpu, core_ticks, idnode_argv, machine, machine_busy, pin, pins,
+                          stop_servers, versions)  # fmt: skip
 
 MIN_RATIO = 0.8
 MAX_HALF_P99_MS = 2.0
@@ -327,9 +328,7 @@ def _parser(scenario: str) -> argparse.ArgumentParser:
     p.add_argument("--zone-records", type=int, default=knot.DEFAULT_RECORDS,
                    help="names in Knot's zone (100000)")  # fmt: skip
     p.add_argument("--seed", type=int, default=data.DEFAULT_SEED, help="data and request seed")
-    p.add_argument("--duration", "-d", type=float, default=10, help="seconds per run (10)")
-    p.add_argument("--warmup", type=float, default=2, help="warm-up seconds per server (2; 0 none)")
-    p.add_argument("--rounds", type=int, default=3, help="idnode/Knot alternations (3)")
+    add_yardstick_options(p, "the generator")
     if transport == "udp":
         p.add_argument("--window", "-k", type=int, default=32,
                        help="requests outstanding at maximum load (32)")  # fmt: skip
@@ -344,22 +343,9 @@ def _parser(scenario: str) -> argparse.ArgumentParser:
                    help="a request unanswered this long is lost and re-issued (100)")  # fmt: skip
     p.add_argument("--pool", type=int, default=100_000,
                    help="distinct pre-built requests per server, cycled (100000)")  # fmt: skip
-    p.add_argument("--no-lock", dest="lock", action="store_false",
-                   help="do not lock the store's data file in memory")  # fmt: skip
-    p.add_argument("--no-half", dest="half", action="store_false",
-                   help="skip the half-load latency runs")  # fmt: skip
-    p.add_argument("--pure", action="store_true",
-                   help="run idnode with IDNODE_NO_EXTENSIONS=1 (pure hot path)")  # fmt: skip
-    p.add_argument("--record-cache", default=None,
-                   help="idnode's record cache per worker, e.g. 0 (off) or 64MiB "
-                        "(default: idnode's own, [store] record_cache)")  # fmt: skip
-    p.add_argument("--no-pin", dest="pin", action="store_false",
-                   help="do not pin the generator and the servers to separate cores")  # fmt: skip
-    p.add_argument("--knotd", default=None, help="knotd executable (knotd, also in /usr/sbin)")
     p.add_argument("--cc", default="cc", help="C compiler for the load generator (cc)")
     p.add_argument("--build-dir", type=Path, default=data.BUILD_DIR,
                    help="cache of stores, zones and the generator (bench/.build)")  # fmt: skip
-    p.add_argument("--regenerate", action="store_true", help="rebuild the store even if cached")
     p.add_argument("--strict", action="store_true",
                    help="exit 3 when the acceptance thresholds are not met")  # fmt: skip
     return p
@@ -410,19 +396,7 @@ def measure(args, setup: Setup, tmp: Path, servers: list[Server], knotd: str | N
             locks: list[MemoryLock]) -> dict:  # fmt: skip
     """Start the servers, check them, run headroom, maximum and half-load rounds; → figures."""
     tcp = setup.transport == "tcp"
-    store = data.ensure_store(args.records, args.seed, build_dir=args.build_dir,
-                              regenerate=args.regenerate)  # fmt: skip
-    data.prefault(store)
-    if args.lock:
-        # Knot keeps its zone in process memory, which nothing pages out without swap; the
-        # store is page cache, which some systems reclaim when idle (see MemoryLock).
-        lock = MemoryLock(store / "data.mdb")
-        if lock.locked:
-            locks.append(lock)
-            print(f"store: {lock.size / 2**30:.2f} GiB locked in memory")
-        else:
-            print(f"warning: could not lock the store in memory ({lock.error}); runs may wait "
-                  f"for the disk if the system pages it out (see major faults)")  # fmt: skip
+    store = data.locked_store(args, locks)
     zone = None
     if knotd is not None:
         zone = knot.ensure_zone(args.zone_records, args.seed, build_dir=args.build_dir)
@@ -508,26 +482,18 @@ def measure(args, setup: Setup, tmp: Path, servers: list[Server], knotd: str | N
     if args.warmup > 0:
         for server, proto, reqs in targets:
             _load(setup, server, proto, reqs, args.warmup, args)
-    full: Runs = {s.name: [] for s, _, _ in targets}
-    for r in range(1, args.rounds + 1):
-        for server, proto, reqs in targets:
-            res = _load(setup, server, proto, reqs, args.duration, args)
-            full[server.name].append(res)
-            print(_round_line(f"round {r}", server.name, res), flush=True)
-            if not server.alive():
-                raise RuntimeError(f"{server.name} died during the run; its log:\n{server.log()}")
-    half: Runs = {s.name: [] for s, _, _ in targets}
+    protos = {server.name: (proto, reqs) for server, proto, reqs in targets}
+
+    def measure_one(server: Server, rate: float | None) -> GenResult:
+        proto, reqs = protos[server.name]
+        return _load(setup, server, proto, reqs, args.duration, args, rate=rate or 0.0)
+
+    servers_only = [server for server, _, _ in targets]
+    full: Runs = alternate(servers_only, args.rounds, measure_one, _round_line)
+    half: Runs = {s.name: [] for s in servers_only}
     if args.half:
         rates = {name: statistics.median(x.qps for x in rs) / 2 for name, rs in full.items()}
-        for r in range(1, args.rounds + 1):
-            for server, proto, reqs in targets:
-                res = _load(setup, server, proto, reqs, args.duration, args,
-                            rate=rates[server.name])  # fmt: skip
-                half[server.name].append(res)
-                print(_round_line(f"half {r} ", server.name, res), flush=True)
-                if not server.alive():
-                    raise RuntimeError(f"{server.name} died during the run; its log:\n"
-                                       f"{server.log()}")  # fmt: skip
+        half = alternate(servers_only, args.rounds, measure_one, _round_line, rates=rates)
 
     for server, _proto, _reqs in targets:
         if server.pin_threads(setup.server_cpu):
