@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     serve.add_argument("--home", dest="homed_prefixes", action="append",
                        help="home this prefix at start-up if missing (repeatable)")  # fmt: skip
+    serve.add_argument("--role", help="peering tier: secondary (default) or top-level")
 
     load = sub.add_parser("load", help="load records from a JSON Lines file")
     _config_args(load)
@@ -97,7 +98,8 @@ def _int4(text: str) -> int:
 
 def _overrides(args: argparse.Namespace) -> dict:
     names = ("data", "map_size", "record_cache", "case_sensitive", "host", "http_port",
-             "handle_port", "dns_port", "dns_apex", "workers", "homed_prefixes")  # fmt: skip
+             "handle_port", "dns_port", "dns_apex", "workers", "homed_prefixes",
+             "role")  # fmt: skip
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
@@ -276,7 +278,8 @@ def _resolve_handle(args, host: str, port: int) -> tuple[int, bytes]:
     """Resolve over the Handle protocol; the answer as the REST JSON a node would give."""
     import asyncio
 
-    from resolver.protocols.handle.message import ErrorResponse, ResolutionResponse
+    from resolver.protocols.handle.message import (ErrorResponse, ReferralResponse,
+                                                   ResolutionResponse)
     from resolver.protocols.http import codec as rest
     from resolver.upstream.client import HandleClient
 
@@ -287,6 +290,8 @@ def _resolve_handle(args, host: str, port: int) -> tuple[int, bytes]:
     if rc == 1 and isinstance(reply.body, ResolutionResponse):
         handle = reply.body.handle.decode("utf-8", "replace")
         return rc, rest.resolution_body(handle, reply.body.values)
+    if rc == 303 and isinstance(reply.body, ReferralResponse):  # where the prefix is delegated
+        return rc, rest.referral_body(args.handle, reply.body.values)
     message = ""
     if isinstance(reply.body, ErrorResponse):
         message = reply.body.message.decode("utf-8", "replace")

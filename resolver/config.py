@@ -53,6 +53,7 @@ offending key and the reason.  The file's layout (every key optional)::
     case_sensitive = false       # true: only prefixes are case-folded (Handle.net option)
     homed_prefixes = []          # prefixes homed at start-up if missing (auto_homed_prefixes)
     server_admins = []           # identities with every right, e.g. ["300:0.NA/88.118"]
+    role = "secondary"           # or "top-level" (flag --role); peering tier (issue 7)
     log_level = "info"
 """
 
@@ -112,6 +113,7 @@ class Config:
     case_sensitive: bool = False
     homed_prefixes: tuple[str, ...] = ()
     server_admins: tuple[str, ...] = ()
+    role: str = "secondary"
     log_level: str = "info"
 
     @property
@@ -170,9 +172,14 @@ _FILE_KEYS = {
     "node.case_sensitive": "case_sensitive",
     "node.homed_prefixes": "homed_prefixes",
     "node.server_admins": "server_admins",
+    "node.role": "role",
     "node.log_level": "log_level",
 }
 _SUBTABLES = frozenset({"dns.rrl"})
+#: ``[node] role``: a secondary node serves its enterprises' prefixes and asks the top-level
+#: nodes for the rest; a top-level node holds prefix handles and refers derived prefixes
+#: (handle.md §4; prefix referrals themselves depend on the data, not on the role).
+ROLES = ("secondary", "top-level")
 _UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
           "g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}  # fmt: skip
 
@@ -287,6 +294,10 @@ def _check(field: str, key: str, v: Any) -> Any:
             except InvalidIdentifier as exc:
                 raise ConfigError(key, f"{a!r} is not an identity: {exc.message}") from None
         return tuple(v)
+    if field == "role":
+        if v not in ROLES:
+            raise ConfigError(key, f"expected one of {', '.join(ROLES)}, got {v!r}")
+        return v
     if field == "site_description":
         if not isinstance(v, str):
             raise ConfigError(key, f"expected a string, got {v!r}")

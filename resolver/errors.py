@@ -30,6 +30,10 @@ class Outcome(enum.Enum):
     NOT_SUPPORTED = "not_supported"
     #: The identifier's prefix is not held here and no referral or forwarding applies.
     NOT_RESPONSIBLE = "not_responsible"
+    #: The prefix is delegated: a held ancestor prefix handle names, in its public
+    #: ``HS_SITE.PREFIX`` / ``HS_SERV.PREFIX`` values (the result's values), the service that
+    #: answers for it (handle.md §4 item 3).
+    PREFIX_REFERRAL = "prefix_referral"
     #: The identifier already exists and overwriting was not asked for.
     ALREADY_EXISTS = "already_exists"
     #: A value with that index already exists and overwriting was not asked for.

@@ -17,6 +17,8 @@ class ResolveRequest:
     sub-types (handle.md §2.1).  A value is selected when its index is in ``indexes`` or its
     type matches ``types`` (the union, as the reference server).  ``public_only`` withholds
     values without public read; ``authenticated`` is False until registration brings identities.
+    ``do_not_refer`` (Handle op flag DNRF, REST ``doNotRefer``): answer instead of referring —
+    no prefix referral for a prefix handle that is not held (handle.md §3.2).
     """
 
     identifier: Identifier
@@ -25,10 +27,13 @@ class ResolveRequest:
     public_only: bool = True
     authoritative: bool = False
     authenticated: bool = False
+    do_not_refer: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ResolveResult:
+    """``values``: the selected values (``OK``), or the referral values (``PREFIX_REFERRAL``)."""
+
     outcome: Outcome
     values: tuple[HandleValue, ...] = ()
     message: str = ""

@@ -34,8 +34,8 @@ from resolver.protocols.handle import codec
 from resolver.protocols.handle import constants as C
 from resolver.protocols.handle.codes import RC_FOR
 from resolver.protocols.handle.message import (
-    Envelope, HandleProtocolError, Header, Message, ResolutionRequest, ResolutionResponse,
-    SiteInfoResponse,
+    Envelope, HandleProtocolError, Header, Message, ReferralResponse, ResolutionRequest,
+    ResolutionResponse, SiteInfoResponse,
 )  # fmt: skip
 from resolver.values import Interface, ServerInfo, SiteInfo
 
@@ -122,13 +122,18 @@ class HandleFrontEnd:
         # HandleServer.checkReadAccess): the admin's challenge, or RC 402 when there is none.
         # The fast path declines exactly these requests (native: "withheld").
         public_only = header.has(C.FLAG_PUBLIC_ONLY)
-        request = ResolveRequest(ident, types, body.indexes, public_only=public_only)
+        request = ResolveRequest(ident, types, body.indexes, public_only=public_only,
+                                 do_not_refer=header.has(C.FLAG_DO_NOT_REFER))  # fmt: skip
         result = await self.resolver.resolve(request)
         if result.outcome is Outcome.AUTH_NEEDED and self.admin is not None:
             return self.admin.challenge(env, payload, header, body, peer=peer)
-        if result.outcome is Outcome.OK:
-            reply = codec.respond(env, payload, header, RC_FOR[Outcome.OK],
-                                  ResolutionResponse.of(body.handle, result.values))  # fmt: skip
+        if result.outcome in (Outcome.OK, Outcome.PREFIX_REFERRAL):
+            # A prefix referral (RC 303) is the reference's ServiceReferralResponse: an empty
+            # referral handle, then the .PREFIX values (handle.md §3.4, §4 item 3).
+            reply_body = (ResolutionResponse.of(body.handle, result.values)
+                          if result.outcome is Outcome.OK
+                          else ReferralResponse.of(b"", result.values))  # fmt: skip
+            reply = codec.respond(env, payload, header, RC_FOR[result.outcome], reply_body)
             if len(reply) - C.ENVELOPE_SIZE <= C.MAX_MESSAGE:
                 return reply
             # No peer accepts a message over 256 KiB (HNv9 MAX_MESSAGE_LENGTH).

@@ -146,7 +146,7 @@ class HandleApi:
     async def with_query(self, handle: bytes, query: str) -> web.StreamResponse:
         types: list[str] = []
         indexes: list[int] = []
-        public_only, callback, pretty, fast = True, None, False, True
+        public_only, callback, pretty, fast, do_not_refer = True, None, False, True, False
         bad: MalformedRequest | None = None
         for name, value in parse_qsl(query, keep_blank_values=True):
             if name in ("type", "index"):
@@ -158,6 +158,8 @@ class HandleApi:
                 callback = value
             elif name == "pretty":
                 pretty = _true(value)
+            elif name == "doNotRefer":  # reference getBooleanParameter (handle.md §7.1)
+                do_not_refer = _true(value)
             if name not in _FAST_PARAMS:
                 fast = False
         if bad is not None:
@@ -176,10 +178,11 @@ class HandleApi:
             if body is not None:
                 return _json(_fast_status(body), body)
         return await self.general(handle, tuple(types), tuple(indexes), public_only, callback,
-                                  pretty)  # fmt: skip
+                                  pretty, do_not_refer=do_not_refer)  # fmt: skip
 
     async def general(self, handle: bytes, types: tuple[str, ...], indexes: tuple[int, ...],
-                      public_only: bool, callback: str | None, pretty: bool) -> web.Response:  # fmt: skip
+                      public_only: bool, callback: str | None, pretty: bool, *,
+                      do_not_refer: bool = False) -> web.Response:  # fmt: skip
         """The general path: parse → engine → codec; same bytes as the hot path where both answer."""
         headers = _JSON if callback is None else _JSONP
         try:
@@ -188,11 +191,13 @@ class HandleApi:
             status = STATUS_FOR[exc.outcome]
             body = codec.error_body(RC_FOR[exc.outcome], _echo(handle), exc.message)
         else:
-            req = ResolveRequest(ident, types, indexes, public_only)
+            req = ResolveRequest(ident, types, indexes, public_only, do_not_refer=do_not_refer)
             result = await self.resolver.resolve(req)
             status = STATUS_FOR[result.outcome]
             if result.outcome is Outcome.OK:
                 body = codec.resolution_body(ident.text, result.values)
+            elif result.outcome is Outcome.PREFIX_REFERRAL:  # HTTP 300, responseCode 303
+                body = codec.referral_body(ident.text, result.values)
             else:
                 body = codec.error_body(
                     RC_FOR[result.outcome], ident.text, result.message,

@@ -41,6 +41,7 @@ EXPECTED = {
     Outcome.INVALID_IDENTIFIER: (102, 400),
     Outcome.MALFORMED: (4, 400),
     Outcome.NOT_RESPONSIBLE: (301, 400),
+    Outcome.PREFIX_REFERRAL: (303, 300),  # handle.md §3.4: RC 303 → 300 Multiple Choices
     Outcome.ALREADY_EXISTS: (101, 409),
     Outcome.AUTH_NEEDED: (402, 401),
     Outcome.BUSY: (3, 503),
@@ -69,9 +70,11 @@ def test_status_is_a_real_http_status(outcome):
     assert type(status) is int
     assert status in {s.value for s in http.HTTPStatus}
     assert 200 <= status <= 599
-    # Only success (and a resolution whose values were all filtered away) is a 2xx.
+    # Only success (and a resolution whose values were all filtered away) is a 2xx; only a
+    # referral is a 3xx (the reference answers RC 302/303 with 300 Multiple Choices).
     if outcome not in (Outcome.OK, Outcome.VALUES_NOT_FOUND):
-        assert status >= 400, outcome
+        assert status >= 300, outcome
+    assert (300 <= status < 400) == (outcome is Outcome.PREFIX_REFERRAL), outcome
 
 
 @pytest.mark.parametrize("outcome", list(Outcome), ids=lambda o: o.name)
@@ -119,6 +122,7 @@ def test_dns_anchor_rcodes():
 
     assert RCODE_FOR[Outcome.NOT_FOUND] == dns.rcode.NXDOMAIN  # issue 6 §2
     assert RCODE_FOR[Outcome.NOT_RESPONSIBLE] == dns.rcode.REFUSED
+    assert RCODE_FOR[Outcome.PREFIX_REFERRAL] == dns.rcode.REFUSED  # DNS cannot refer to a site
     assert RCODE_FOR[Outcome.MALFORMED] == dns.rcode.FORMERR  # issue 6 §4
     assert RCODE_FOR[Outcome.NOT_SUPPORTED] == dns.rcode.NOTIMP
     assert RCODE_FOR[Outcome.INTERNAL] == dns.rcode.SERVFAIL

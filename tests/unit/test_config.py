@@ -26,6 +26,7 @@ workers = 4
 drain_seconds = 2.5
 case_sensitive = true
 homed_prefixes = ["88.118.8", "88.118.9"]
+role = "top-level"
 log_level = "debug"
 """
 
@@ -49,6 +50,7 @@ def test_defaults():
     assert cfg.drain_seconds == 10.0
     assert cfg.case_sensitive is False
     assert cfg.homed_prefixes == ()
+    assert cfg.role == "secondary"
     assert cfg.log_level == "info"
 
 
@@ -69,6 +71,7 @@ def test_every_key(tmp_path):
         drain_seconds=2.5,
         case_sensitive=True,
         homed_prefixes=("88.118.8", "88.118.9"),
+        role="top-level",
         log_level="debug",
     )
     assert cfg.worker_count == 4
@@ -108,6 +111,8 @@ def test_overrides_beat_the_file(tmp_path):
         ("map_size", "1KiB", "--map-size"),
         ("workers", -1, "--workers"),
         ("data", "", "--data"),
+        ("role", "tier-1", "--role"),
+        ("role", "Top-Level", "--role"),
     ],
 )
 def test_bad_override_names_the_flag(field, value, key):
@@ -161,6 +166,10 @@ def test_bad_override_names_the_flag(field, value, key):
         ("[node]\nhomed_prefixes = ['88..1']\n", "node.homed_prefixes"),
         ("[node]\nhomed_prefixes = ['" + "8" * 256 + "']\n", "node.homed_prefixes"),
         ("[node]\nlog_level = 'verbose'\n", "node.log_level"),
+        ("[node]\nrole = 'primary'\n", "node.role"),
+        ("[node]\nrole = ''\n", "node.role"),
+        ("[node]\nrole = 1\n", "node.role"),
+        ("[node]\nrole = ['top-level']\n", "node.role"),
         ("[node]\nlog_level = ''\n", "node.log_level"),
         ("[dns]\nport = -2\n", "dns.port"),
         ("[dns]\nport = 65536\n", "dns.port"),
@@ -228,6 +237,20 @@ def test_dns_defaults_name_the_zone_after_the_apex():
     assert cfg.rrl_rate_limit == 0  # RRL off by default (issue 6 §5)
     root = load(None, {"dns_apex": "."})
     assert root.dns_ns_names == ("ns1.",) and root.dns_rname == "hostmaster."
+
+
+@pytest.mark.parametrize("role", ["secondary", "top-level"])
+def test_role_from_file_and_flag(tmp_path, role):
+    from resolver import cli
+
+    assert load(_write(tmp_path, f'[node]\nrole = "{role}"\n')).role == role
+    args = cli._parser().parse_args(["serve", "--role", role])
+    assert load(None, cli._overrides(args)).role == role
+    other = "secondary" if role == "top-level" else "top-level"
+    # the flag beats the file; no flag leaves the file's value
+    path = _write(tmp_path, f'[node]\nrole = "{other}"\n')
+    assert load(path, cli._overrides(args)).role == role
+    assert load(path, cli._overrides(cli._parser().parse_args(["serve"]))).role == other
 
 
 def test_log_level_any_case(tmp_path):

@@ -24,6 +24,10 @@ RCODE_FOR: dict[Outcome, Rcode] = {
     Outcome.MALFORMED: Rcode.FORMERR,
     Outcome.NOT_SUPPORTED: Rcode.NOTIMP,
     Outcome.NOT_RESPONSIBLE: Rcode.REFUSED,  # not authoritative, no recursion (RFC 1035 §4.1.1)
+    # A Handle prefix referral names an HS_SITE, which DNS cannot express as a delegation (a
+    # NOERROR referral needs NS records of name servers, and the site's servers speak the
+    # Handle protocol, not DNS): for a DNS client the name is simply not ours to answer.
+    Outcome.PREFIX_REFERRAL: Rcode.REFUSED,
     Outcome.ALREADY_EXISTS: Rcode.YXDOMAIN,
     Outcome.VALUE_EXISTS: Rcode.YXRRSET,
     Outcome.NO_SUCH_VALUE: Rcode.NXRRSET,

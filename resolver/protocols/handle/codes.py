@@ -82,6 +82,7 @@ RC_FOR: dict[Outcome, ResponseCode] = {
     Outcome.MALFORMED: ResponseCode.PROTOCOL_ERROR,
     Outcome.NOT_SUPPORTED: ResponseCode.OPERATION_NOT_SUPPORTED,
     Outcome.NOT_RESPONSIBLE: ResponseCode.SERVER_NOT_RESP,
+    Outcome.PREFIX_REFERRAL: ResponseCode.PREFIX_REFERRAL,  # body: the .PREFIX values (§3.4)
     Outcome.ALREADY_EXISTS: ResponseCode.HANDLE_ALREADY_EXISTS,
     Outcome.VALUE_EXISTS: ResponseCode.VALUE_ALREADY_EXISTS,
     Outcome.NO_SUCH_VALUE: ResponseCode.VALUES_NOT_FOUND,

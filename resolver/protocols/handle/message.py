@@ -312,7 +312,9 @@ class ErrorResponse:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ReferralResponse:
-    """RC 302/303: referral handle (may be empty), then optionally ``int4 n`` + values."""
+    """RC 302/303: referral handle (may be empty), then optionally ``int4 n`` + values (the
+    reference ``ServiceReferralResponse``; a prefix referral has an empty handle and the
+    ``HS_SITE.PREFIX`` / ``HS_SERV.PREFIX`` values, handle.md §3.4)."""
 
     handle: bytes
     values_wire: bytes = b""
@@ -325,6 +327,18 @@ class ReferralResponse:
             for _ in range(r.count(MAX_VALUES)):
                 read_value(r)
         return cls(handle, bytes(r.buf[start : r.pos]))
+
+    @classmethod
+    def of(cls, handle: bytes, values) -> "ReferralResponse":
+        return cls(handle, _I32.pack(len(values)) + b"".join(encode_value(v) for v in values))
+
+    @property
+    def values(self) -> tuple[HandleValue, ...]:
+        """The referral values (none when the body ends after the handle)."""
+        if not self.values_wire:
+            return ()
+        r = Reader(self.values_wire)
+        return tuple(read_value(r) for _ in range(r.count(MAX_VALUES)))
 
     def to_wire(self) -> bytes:
         return _s(self.handle) + self.values_wire

@@ -35,6 +35,16 @@ def resolution_body(handle: str, values: tuple[HandleValue, ...] | list[HandleVa
     return head[:-1] + b',"values":[' + b",".join(value_json(v) for v in values) + b"]}"
 
 
+def referral_body(handle: str, values: tuple[HandleValue, ...] | list[HandleValue]) -> bytes:
+    """A prefix referral (RC 303) as the reference serializes its ServiceReferralResponse
+    (GsonUtility ``ResponseGsonTypeHierarchyAdapter`` + ``serializeResponseToRequest``):
+    ``{"responseCode":303,"values":[V…],"handle":H}`` — no ``referralHandle``, the referral
+    handle being empty; ``handle`` is the request's, appended last."""
+    return (b'{"responseCode":%d,"values":[' % ResponseCode.PREFIX_REFERRAL
+            + b",".join(value_json(v) for v in values) + b'],"handle":'
+            + orjson.dumps(handle) + b"}")  # fmt: skip
+
+
 def ok_body(handle: str) -> bytes:
     return orjson.dumps({"responseCode": int(ResponseCode.SUCCESS), "handle": handle})
 

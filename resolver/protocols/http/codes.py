@@ -18,6 +18,9 @@ STATUS_FOR: dict[Outcome, int] = {
     Outcome.MALFORMED: 400,
     Outcome.NOT_SUPPORTED: 501,
     Outcome.NOT_RESPONSIBLE: 400,  # reference: 400 "That prefix doesn't live here"
+    # Reference statusCodeFromResponse: RC 302/303 → 300 Multiple Choices; the body carries
+    # responseCode 303 and the referral values.
+    Outcome.PREFIX_REFERRAL: 300,
     Outcome.ALREADY_EXISTS: 409,
     Outcome.VALUE_EXISTS: 409,  # handle.md §7.1: PUT ?index= of an existing value, no overwrite
     Outcome.NO_SUCH_VALUE: 400,  # handle.md §7.1: DELETE ?index= of a missing value → 400 rc 200
