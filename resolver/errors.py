@@ -50,6 +50,9 @@ class Outcome(enum.Enum):
     FORBIDDEN = "forbidden"
     #: An upstream node did not answer in time.
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    #: Resolving a foreign identifier took more referral steps (RC 302/303, HS_SERV) than the
+    #: recursion limit allows — a referral loop ends here (handle.md §4 item 3: RC 6).
+    RECURSION_LIMIT = "recursion_limit"
     #: The node sheds load.
     BUSY = "busy"
     #: Too many failed authentications from this client; it must wait.

@@ -1,4 +1,7 @@
-"""Peering with upstream top-level nodes: Handle client, site selection, forwarder, prefix sync.
+"""Peering with upstream top-level nodes (issue 7).
 
-Empty until the peering issue; the package exists so the layout and its import rules are fixed.
+``client`` (the Handle client), ``sites`` (server selection by hash), ``cache`` (answers and
+site info by TTL, negative, serve-stale), ``singleflight``, ``health`` (failover between
+top-level nodes), ``recursor`` (resolving a foreign identifier through the hierarchy), and the
+node's upstream agent process with the workers' link to it (``agent``, ``link``).
 """

@@ -45,6 +45,7 @@ EXPECTED = {
     Outcome.ALREADY_EXISTS: (101, 409),
     Outcome.AUTH_NEEDED: (402, 401),
     Outcome.BUSY: (3, 503),
+    Outcome.RECURSION_LIMIT: (6, 500),  # handle.md §3.4, §4 item 3: too many referrals
     Outcome.INTERNAL: (2, 500),
 }
 
@@ -126,3 +127,4 @@ def test_dns_anchor_rcodes():
     assert RCODE_FOR[Outcome.MALFORMED] == dns.rcode.FORMERR  # issue 6 §4
     assert RCODE_FOR[Outcome.NOT_SUPPORTED] == dns.rcode.NOTIMP
     assert RCODE_FOR[Outcome.INTERNAL] == dns.rcode.SERVFAIL
+    assert RCODE_FOR[Outcome.RECURSION_LIMIT] == dns.rcode.SERVFAIL  # issue 7: resolution failed

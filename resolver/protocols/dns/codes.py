@@ -39,6 +39,7 @@ RCODE_FOR: dict[Outcome, Rcode] = {
     Outcome.TOO_MANY_ATTEMPTS: Rcode.REFUSED,
     # Our failures: SERVFAIL, which resolvers retry elsewhere (RFC 1035 §4.1.1 rcode 2).
     Outcome.UPSTREAM_UNAVAILABLE: Rcode.SERVFAIL,
+    Outcome.RECURSION_LIMIT: Rcode.SERVFAIL,  # a referral loop upstream: resolution failed
     Outcome.BUSY: Rcode.SERVFAIL,
     Outcome.STORE_FULL: Rcode.SERVFAIL,
     Outcome.INTERNAL: Rcode.SERVFAIL,

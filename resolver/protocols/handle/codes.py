@@ -91,6 +91,7 @@ RC_FOR: dict[Outcome, ResponseCode] = {
     Outcome.TLS_REQUIRED: ResponseCode.AUTHENTICATION_NEEDED,
     Outcome.FORBIDDEN: ResponseCode.INSUFFICIENT_PERMISSIONS,
     Outcome.UPSTREAM_UNAVAILABLE: ResponseCode.SERVER_NOT_RESP,
+    Outcome.RECURSION_LIMIT: ResponseCode.RECURSION_COUNT_TOO_HIGH,  # §4 item 3: RC 6
     Outcome.BUSY: ResponseCode.SERVER_TOO_BUSY,
     Outcome.TOO_MANY_ATTEMPTS: ResponseCode.SERVER_TOO_BUSY,  # reliability.md: RC 3
     Outcome.STORE_FULL: ResponseCode.ERROR,

@@ -30,6 +30,7 @@ STATUS_FOR: dict[Outcome, int] = {
     Outcome.TLS_REQUIRED: 403,
     Outcome.FORBIDDEN: 403,
     Outcome.UPSTREAM_UNAVAILABLE: 504,
+    Outcome.RECURSION_LIMIT: 500,  # reference: RC 6 → 500 (handle.md §3.4)
     Outcome.BUSY: 503,
     Outcome.TOO_MANY_ATTEMPTS: 429,
     Outcome.STORE_FULL: 507,
