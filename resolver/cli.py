@@ -1,10 +1,11 @@
 """The ``idnode`` command line and the composition root: the one place that wires config,
 store, engine, registry and servers together.
 
-Commands: ``serve`` (supervisor + workers), ``load FILE.jsonl``, ``check-config FILE``,
-``stat``, ``resolve HANDLE`` (a client of any node), ``dns-name IDENTIFIER`` /
-``dns-identifier NAME`` (the DNS mapping); the registry's tools ``prefix``,
-``identity``, ``create``/``modify``/``delete`` and ``import FILE --prefix P`` (bulk import jobs,
+Commands: ``serve`` (supervisor + workers, and the upstream agent when ``[upstream] servers``
+is set), ``load FILE.jsonl``, ``check-config FILE``, ``stat``, ``upstream status`` (the
+upstream agent's status file), ``resolve HANDLE`` (a client of any node),
+``dns-name IDENTIFIER`` / ``dns-identifier NAME`` (the DNS mapping); the registry's tools
+``prefix``, ``identity``, ``create``/``modify``/``delete`` and ``import FILE --prefix P`` (bulk import jobs,
 ``registry.import_cli``).  Exit codes: 0 success, 1 operational
 failure (bad records, store full; for ``resolve``: any response code but 1), 2 bad usage or
 configuration (for ``resolve``: also an unreachable server).
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 
 import native
@@ -48,6 +50,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--home", dest="homed_prefixes", action="append",
                        help="home this prefix at start-up if missing (repeatable)")  # fmt: skip
     serve.add_argument("--role", help="peering tier: secondary (default) or top-level")
+    serve.add_argument("--upstream", dest="upstream_servers", action="append",
+                       metavar="HOST:PORT",
+                       help="a top-level node to ask for prefixes not held (repeatable; "
+                            "replaces [upstream] servers)")  # fmt: skip
+
+    upstream = sub.add_parser("upstream", help="the upstream agent of a running node (peering)")
+    upstream_sub = upstream.add_subparsers(dest="upstream_command", required=True)
+    ustatus = upstream_sub.add_parser("status", help="print the upstream agent's status")
+    ustatus.add_argument("--config", help="TOML configuration file")
+    ustatus.add_argument("--data", help="data directory (default ./var/idnode)")
 
     load = sub.add_parser("load", help="load records from a JSON Lines file")
     _config_args(load)
@@ -99,7 +111,7 @@ def _int4(text: str) -> int:
 def _overrides(args: argparse.Namespace) -> dict:
     names = ("data", "map_size", "record_cache", "case_sensitive", "host", "http_port",
              "handle_port", "dns_port", "dns_apex", "workers", "homed_prefixes",
-             "role")  # fmt: skip
+             "role", "upstream_servers")  # fmt: skip
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
@@ -133,17 +145,30 @@ def cmd_serve(cfg) -> int:
     dns_port = reserved[3].getsockname()[1] if cfg.dns_port >= 0 else -1
     cfg = dataclasses.replace(cfg, http_port=http_port, handle_port=handle_port, dns_port=dns_port)
     dns_text = f"dns://{cfg.host}:{dns_port} (udp+tcp, {cfg.dns_apex}) " if dns_port >= 0 else ""
+    agent_socket = None
+    upstream_text = ""
+    if cfg.upstream_servers:
+        from resolver.upstream.link import agent_socket_name
+
+        agent_socket = agent_socket_name(os.getpid(), cfg.data)  # os.getpid(): the supervisor
+        upstream_text = (f"upstream {', '.join(cfg.upstream_servers)} (recursion "
+                         f"{'on' if cfg.upstream_recursion else 'off'}) ")  # fmt: skip
     loop_kind = "uvloop" if _has_uvloop() else "asyncio"
     scheme = "https" if cfg.tls_cert else "http"
     banner = (f"idnode {__version__}: {scheme}://{cfg.host}:{http_port}/api/handles/ "
-              f"handle://{cfg.host}:{handle_port} (udp+tcp) {dns_text}— "
+              f"handle://{cfg.host}:{handle_port} (udp+tcp) {dns_text}{upstream_text}— "
               f"{cfg.worker_count} worker(s), {native.IMPLEMENTATION} hot path, {loop_kind}, "
               f"record cache {cfg.record_cache >> 20} MiB, data {cfg.data}")  # fmt: skip
 
     def worker(_i: int) -> None:
         for sock in reserved:
             sock.close()
-        _run_worker(cfg)
+        _run_worker(cfg, agent_socket)
+
+    def agent() -> None:
+        for sock in reserved:
+            sock.close()
+        _run_agent(cfg, agent_socket)
 
     def started() -> None:
         # A bound UDP socket in a SO_REUSEPORT group receives its share of datagrams even when
@@ -152,13 +177,14 @@ def cmd_serve(cfg) -> int:
             sock.close()
 
     try:
-        return lifecycle.supervise(cfg.worker_count, worker, banner, started)
+        return lifecycle.supervise(cfg.worker_count, worker, banner, started,
+                                   agent=agent if agent_socket else None)  # fmt: skip
     finally:
         for sock in reserved:
             sock.close()
 
 
-def _run_worker(cfg) -> None:
+def _run_worker(cfg, agent_socket: str | None = None) -> None:
     import asyncio
 
     from resolver.core.authority import AuthorityHandler
@@ -167,7 +193,13 @@ def _run_worker(cfg) -> None:
 
     lifecycle.install_event_loop_policy()
     store = _open_store(cfg)
-    resolver = Resolver([AuthorityHandler(store)])
+    handlers = [AuthorityHandler(store)]
+    if agent_socket is not None:  # after authority: only prefixes not held are forwarded
+        from resolver.core.forwarder import ForwarderHandler
+        from resolver.upstream.link import UpstreamLink
+
+        handlers.append(ForwarderHandler(UpstreamLink(agent_socket)))
+    resolver = Resolver(handlers)
     try:
         from registry.native_admin import NativeAdmin
 
@@ -180,6 +212,64 @@ def _run_worker(cfg) -> None:
                                          dns_port=cfg.dns_port))  # fmt: skip
     finally:
         store.close()
+
+
+def _run_agent(cfg, agent_socket: str) -> None:
+    """The upstream agent process: the node's one recursor, its cache, single-flight and
+    upstream health, built inside the agent's event loop."""
+    from resolver.upstream.agent import run_agent
+
+    run_agent(cfg, agent_socket, lambda: _make_recursor(cfg))
+
+
+def _make_recursor(cfg):
+    from resolver.upstream.cache import AnswerCache
+    from resolver.upstream.health import UpstreamHealth
+    from resolver.upstream.recursor import Recursor
+    from resolver.upstream.singleflight import SingleFlight
+
+    upstreams = cfg.upstream_addresses
+    cache = AnswerCache(max_ttl=cfg.upstream_max_ttl, negative_max=cfg.upstream_negative_max,
+                        stale_answer_ttl=cfg.upstream_stale_answer_ttl,
+                        max_stale_ttl=cfg.upstream_max_stale_ttl,
+                        max_entries=cfg.upstream_cache_entries)  # fmt: skip
+    return Recursor(upstreams, cache=cache, health=UpstreamHealth(upstreams),
+                    flight=SingleFlight(), recursion_limit=cfg.upstream_recursion_limit,
+                    case_sensitive=cfg.case_sensitive)  # fmt: skip
+
+
+def cmd_upstream_status(cfg) -> int:
+    """``idnode upstream status``: the agent's status file, pretty-printed; 1 when there is
+    none or it is stale (no agent running for this data directory)."""
+    import time
+
+    import orjson
+
+    from resolver.upstream.agent import STATUS_FILE, STATUS_INTERVAL
+
+    path = os.path.join(cfg.data, STATUS_FILE)
+    try:
+        with open(path, "rb") as fh:
+            doc = orjson.loads(fh.read())
+    except FileNotFoundError:
+        print(f"idnode upstream status: no upstream agent is running for {cfg.data} "
+              f"(no {STATUS_FILE}; it needs `idnode serve` with [upstream] servers)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    except (OSError, orjson.JSONDecodeError) as exc:
+        print(f"idnode upstream status: cannot read {path}: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    sys.stdout.flush()
+    written = doc.get("time") if isinstance(doc, dict) else None
+    age = time.time() - written if isinstance(written, (int, float)) else None
+    if age is None or age > 10 * STATUS_INTERVAL:
+        # the agent rewrites it every second and removes it when it stops: it died
+        shown = f"{age:.0f} s old" if age is not None else "undated"
+        print(f"idnode upstream status: {path} is {shown}: the upstream agent is not running",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
 
 
 def _admin_http(store, cfg):
@@ -440,6 +530,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_serve(cfg)
         if args.command == "load":
             return cmd_load(cfg, args.file, args.batch)
+        if args.command == "upstream":
+            return cmd_upstream_status(cfg)
         if args.command == "stat":
             store = _open_store(cfg)
             print(store.stat(), f"last transaction {store.last_txn_id()}")

@@ -55,6 +55,20 @@ offending key and the reason.  The file's layout (every key optional)::
     server_admins = []           # identities with every right, e.g. ["300:0.NA/88.118"]
     role = "secondary"           # or "top-level" (flag --role); peering tier (issue 7)
     log_level = "info"
+
+    [upstream]                   # peering: the national top-level nodes (issue 7)
+    servers = []                 # ["host:port", ...] Handle protocol (flag --upstream, repeatable)
+    recursion = false            # resolve identifiers of prefixes not held by asking upstream
+    max_ttl = 86400              # cap on the TTL of a cached answer (seconds; ≤ 7 days)
+    negative_max = 300           # cap on caching "handle not found" (RFC 2308 §7.1)
+    max_stale_ttl = 86400        # serve expired answers this long when upstream fails (RFC 8767)
+    stale_answer_ttl = 30        # TTL given with a stale answer (RFC 8767 §4)
+    cache_entries = 100000       # answers (and, separately, prefixes' sites) kept
+    recursion_limit = 10         # referrals followed for one identifier (beyond: RC 6)
+
+``servers`` and ``recursion`` go together: recursion without a server to ask is refused.
+With servers, ``idnode serve`` runs one upstream agent process beside the workers
+(``resolver.upstream.agent``).
 """
 
 from __future__ import annotations
@@ -115,6 +129,14 @@ class Config:
     server_admins: tuple[str, ...] = ()
     role: str = "secondary"
     log_level: str = "info"
+    upstream_servers: tuple[str, ...] = ()
+    upstream_recursion: bool = False
+    upstream_max_ttl: int = 86400
+    upstream_negative_max: int = 300
+    upstream_max_stale_ttl: int = 86400
+    upstream_stale_answer_ttl: int = 30
+    upstream_cache_entries: int = 100_000
+    upstream_recursion_limit: int = 10
 
     @property
     def dns_ns_names(self) -> tuple[str, ...]:
@@ -129,6 +151,11 @@ class Config:
     @property
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
+
+    @property
+    def upstream_addresses(self) -> tuple[tuple[str, int], ...]:
+        """``[upstream] servers`` as (host, port) pairs, in configured order (failover order)."""
+        return tuple(split_host_port(s) for s in self.upstream_servers)
 
 
 #: file key (section.name) → Config field
@@ -174,6 +201,14 @@ _FILE_KEYS = {
     "node.server_admins": "server_admins",
     "node.role": "role",
     "node.log_level": "log_level",
+    "upstream.servers": "upstream_servers",
+    "upstream.recursion": "upstream_recursion",
+    "upstream.max_ttl": "upstream_max_ttl",
+    "upstream.negative_max": "upstream_negative_max",
+    "upstream.max_stale_ttl": "upstream_max_stale_ttl",
+    "upstream.stale_answer_ttl": "upstream_stale_answer_ttl",
+    "upstream.cache_entries": "upstream_cache_entries",
+    "upstream.recursion_limit": "upstream_recursion_limit",
 }
 _SUBTABLES = frozenset({"dns.rrl"})
 #: ``[node] role``: a secondary node serves its enterprises' prefixes and asks the top-level
@@ -202,6 +237,13 @@ _INT_RANGES = {
     "rrl_instant_limit": (1, 1_000_000),
     "rrl_slip": (0, 100),  # Knot mod-rrl: 0..100
     "rrl_table_size": (1, 1 << 30),
+    # RFC 8767 §4: no TTL beyond 7 days, stale answers included
+    "upstream_max_ttl": (0, 604800),
+    "upstream_negative_max": (0, 86400),
+    "upstream_max_stale_ttl": (0, 604800),
+    "upstream_stale_answer_ttl": (1, 86400),
+    "upstream_cache_entries": (1, 100_000_000),
+    "upstream_recursion_limit": (1, 100),
 }
 
 
@@ -261,7 +303,8 @@ def _check(field: str, key: str, v: Any) -> Any:
             except ValueError:
                 raise ConfigError(key, f"{a!r} is not an IP address, network or range") from None
         return tuple(v)
-    if field in ("allow_anonymous_list", "case_sensitive", "auth_requires_tls", "rrl_dry_run"):
+    if field in ("allow_anonymous_list", "case_sensitive", "auth_requires_tls", "rrl_dry_run",
+                 "upstream_recursion"):  # fmt: skip
         if not isinstance(v, bool):
             raise ConfigError(key, f"expected true or false, got {v!r}")
         return v
@@ -294,6 +337,20 @@ def _check(field: str, key: str, v: Any) -> Any:
             except InvalidIdentifier as exc:
                 raise ConfigError(key, f"{a!r} is not an identity: {exc.message}") from None
         return tuple(v)
+    if field == "upstream_servers":
+        if not isinstance(v, (list, tuple)) or not all(isinstance(a, str) for a in v):
+            raise ConfigError(key, 'expected a list of "host:port", e.g. ["192.0.2.1:2641"]')
+        out = []
+        for a in v:
+            try:
+                host, port = split_host_port(a)
+            except ValueError as exc:
+                raise ConfigError(key, str(exc)) from None
+            text = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            if text in out:
+                raise ConfigError(key, f"{a!r} is listed twice")
+            out.append(text)
+        return tuple(out)
     if field == "role":
         if v not in ROLES:
             raise ConfigError(key, f"expected one of {', '.join(ROLES)}, got {v!r}")
@@ -336,6 +393,32 @@ def _check(field: str, key: str, v: Any) -> Any:
     raise ConfigError(key, "unknown option")  # pragma: no cover - table and fields agree
 
 
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+#: RFC 1123 §2.1 host names; the last label not all digits (RFC 3696 §2), so that a mistyped
+#: IPv4 address such as 192.0.2.300 is not taken for a name.
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """``"192.0.2.1:2641"``, ``"[2001:db8::1]:2641"`` or ``"top.example:2641"`` → (host, port);
+    ``ValueError`` saying what is wrong.  The host is an IP address or a DNS host name."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r}: expected host:port with a port of 1..65535")
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        numeric_tld = host.rstrip(".").rpartition(".")[2].isdigit()
+        if bracketed or not _HOSTNAME.fullmatch(host) or numeric_tld:
+            raise ValueError(f"{text!r}: {host!r} is not an IP address or host name") from None
+        return host, int(port)
+    if ip.version == 6 and not bracketed:
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [2001:db8::1]:2641")
+    return str(ip), int(port)
+
+
 def _dns_name(key: str, v: str) -> str:
     """An absolute DNS name of letters, digits, '-' and '_' labels (the final dot added)."""
     text = v if v.endswith(".") else v + "."
@@ -359,7 +442,7 @@ def read_file(path: str) -> dict[str, Any]:
     for section, body in doc.items():
         if not isinstance(body, dict):
             raise ConfigError(section, "unknown option (options live in [store], [http], "
-                                       "[handle], [dns], [node])")  # fmt: skip
+                                       "[handle], [dns], [node], [upstream])")  # fmt: skip
         items = list(body.items())
         for name, value in items:
             key = f"{section}.{name}"
@@ -387,9 +470,13 @@ def load(path: str | None = None, overrides: Mapping[str, Any] | None = None) ->
     """File (if any) then flags (``None`` values ignored) → validated ``Config``."""
     values = read_file(path) if path else {}
     flag_names = {f: "--" + f.replace("_", "-") for f in _FILE_KEYS.values()}
+    flag_names["upstream_servers"] = "--upstream"
     for field, value in (overrides or {}).items():
         if value is not None:
             values[field] = _check(field, flag_names.get(field, field), value)
     if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
         raise ConfigError("http.tls_cert", "tls_cert and tls_key go together")
+    if values.get("upstream_recursion") and not values.get("upstream_servers"):
+        raise ConfigError("upstream.recursion", "recursion needs upstream servers to ask "
+                                                "([upstream] servers or --upstream)")  # fmt: skip
     return Config(**values)

@@ -90,6 +90,13 @@ class Node:
         return self.proc.pid
 
     @property
+    def handle_port(self) -> int:
+        """The Handle port (UDP and TCP) from the banner."""
+        m = re.search(r"handle://127\.0\.0\.1:(\d+)", self.banner)
+        assert m, f"no Handle listener in the banner: {self.banner!r}"
+        return int(m.group(1))
+
+    @property
     def dns_port(self) -> int:
         """The DNS port (UDP and TCP) from the banner; AssertionError when DNS is off."""
         m = re.search(r"dns://127\.0\.0\.1:(\d+) ", self.banner)

@@ -1,8 +1,10 @@
-"""Process inspection for tests that watch a node's workers (from /proc; Linux only)."""
+"""Process inspection for tests that watch a node's workers (from /proc; Linux only), and
+``wait_for``, the bounded poll such tests wait with."""
 
 from __future__ import annotations
 
 import os
+import time
 
 
 def children(pid: int) -> set[int]:
@@ -20,3 +22,16 @@ def children(pid: int) -> set[int]:
         if int(fields[1]) == pid and fields[0] != b"Z":
             out.add(int(entry))
     return out
+
+
+def wait_for(predicate, timeout: float, what: str):
+    """Poll ``predicate`` every 50 ms until it returns something true (returned), at most
+    ``timeout`` seconds (then AssertionError naming ``what``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)

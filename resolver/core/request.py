@@ -19,6 +19,9 @@ class ResolveRequest:
     values without public read; ``authenticated`` is False until registration brings identities.
     ``do_not_refer`` (Handle op flag DNRF, REST ``doNotRefer``): answer instead of referring —
     no prefix referral for a prefix handle that is not held (handle.md §3.2).
+    ``recursive``: the client asks this node to resolve an identifier of a prefix it does not
+    hold by asking the upstream nodes (Handle op flag REC, handle.md §3.2; REST and DNS set it
+    whenever ``[upstream] recursion`` is on); only ``core.forwarder`` reads it.
     """
 
     identifier: Identifier
@@ -28,6 +31,7 @@ class ResolveRequest:
     authoritative: bool = False
     authenticated: bool = False
     do_not_refer: bool = False
+    recursive: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

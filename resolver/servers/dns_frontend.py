@@ -54,6 +54,8 @@ class DnsFrontEnd:
         self.zone = zone_of(config)
         self.max_udp = config.dns_max_udp
         self.case_sensitive = config.case_sensitive
+        # DNS queries carry RD, but a stub sets it always: [upstream] recursion alone decides.
+        self.recursion = config.upstream_recursion
 
     async def answer(self, query: bytes, *, tcp: bool) -> bytes:
         """The response to ``query`` (``b""``: send nothing); never raises for any bytes."""
@@ -67,7 +69,8 @@ class DnsFrontEnd:
             except IdnodeError as exc:  # the mapping only yields valid keys; defensive
                 found = exc.outcome
             else:
-                result = await self.resolver.resolve(ResolveRequest(ident, public_only=True))
+                request = ResolveRequest(ident, public_only=True, recursive=self.recursion)
+                result = await self.resolver.resolve(request)
                 found = result.values if result.outcome is Outcome.OK else result.outcome
         return responder.finish(pending, found, now=int(time.time()), ancestor=self.ancestor)
 

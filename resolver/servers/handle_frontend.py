@@ -65,6 +65,9 @@ class HandleFrontEnd:
                  admin=None) -> None:  # fmt: skip
         self.resolver = resolver
         self.case_sensitive = config.case_sensitive
+        # handle.md §4 item 5: a prefix not held is RC 301 "or recursion if allow_recursion=yes
+        # and REC flag" — [upstream] recursion is our allow_recursion.
+        self.recursion = config.upstream_recursion
         self.site = site if site is not None else site_info(config)
         self.admin = admin
         self.admin_opcodes = frozenset(admin.OPCODES) if admin is not None else frozenset()
@@ -122,8 +125,10 @@ class HandleFrontEnd:
         # HandleServer.checkReadAccess): the admin's challenge, or RC 402 when there is none.
         # The fast path declines exactly these requests (native: "withheld").
         public_only = header.has(C.FLAG_PUBLIC_ONLY)
+        recursive = self.recursion and header.has(C.FLAG_RECURSIVE)
         request = ResolveRequest(ident, types, body.indexes, public_only=public_only,
-                                 do_not_refer=header.has(C.FLAG_DO_NOT_REFER))  # fmt: skip
+                                 do_not_refer=header.has(C.FLAG_DO_NOT_REFER),
+                                 recursive=recursive)  # fmt: skip
         result = await self.resolver.resolve(request)
         if result.outcome is Outcome.AUTH_NEEDED and self.admin is not None:
             return self.admin.challenge(env, payload, header, body, peer=peer)

@@ -107,6 +107,8 @@ class HandleApi:
         self.resolver = resolver
         self.case_sensitive = config.case_sensitive
         self.allow_anonymous_list = config.allow_anonymous_list
+        # REST has no REC flag: with [upstream] recursion on, every foreign identifier recurses.
+        self.recursion = config.upstream_recursion
 
     # -- GET /api/handles/{handle} --------------------------------------------------------
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -191,7 +193,8 @@ class HandleApi:
             status = STATUS_FOR[exc.outcome]
             body = codec.error_body(RC_FOR[exc.outcome], _echo(handle), exc.message)
         else:
-            req = ResolveRequest(ident, types, indexes, public_only, do_not_refer=do_not_refer)
+            req = ResolveRequest(ident, types, indexes, public_only, do_not_refer=do_not_refer,
+                                 recursive=self.recursion)  # fmt: skip
             result = await self.resolver.resolve(req)
             status = STATUS_FOR[result.outcome]
             if result.outcome is Outcome.OK:

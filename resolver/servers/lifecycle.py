@@ -2,8 +2,11 @@
 
 The supervisor reserves the ports (binding with ``SO_REUSEPORT`` so that ``port = 0`` resolves
 to one number for every worker; the Handle port is one number for TCP and UDP), forks the workers, restarts any that die, and on SIGTERM or
-SIGINT forwards SIGTERM and waits.  Each worker opens its own LMDB environment (never across a
-fork), binds its own ``SO_REUSEPORT`` sockets (HTTP, Handle UDP and TCP, DNS UDP and TCP), runs uvloop when available, and on SIGTERM stops
+SIGINT forwards SIGTERM and waits.  With ``[upstream] servers`` it first forks the upstream
+agent (``resolver.upstream.agent``: the node-wide recursor the workers reach over a Unix
+socket), restarts it like a worker, and stops it only after every worker has exited, so that
+draining workers can still finish recursive requests.  Each worker opens its own LMDB
+environment (never across a fork), binds its own ``SO_REUSEPORT`` sockets (HTTP, Handle UDP and TCP, DNS UDP and TCP), runs uvloop when available, and on SIGTERM stops
 accepting, drains in-flight requests for at most ``drain_seconds``, and exits 0.
 """
 
@@ -123,14 +126,23 @@ def rrl_config(config: Config) -> rrl.RrlConfig:
                          dry_run=config.rrl_dry_run, table_size=config.rrl_table_size)  # fmt: skip
 
 
+#: ``children`` value of the upstream agent (workers are numbered from 0).
+AGENT = -1
+
+
 def supervise(workers: int, target: Callable[[int], None], banner: str = "",
-              started: Callable[[], None] | None = None) -> int:  # fmt: skip
+              started: Callable[[], None] | None = None,
+              agent: Callable[[], None] | None = None) -> int:  # fmt: skip
     """Fork ``workers`` children running ``target(i)``; restart crashes; exit 0 on SIGTERM.
 
-    ``started`` runs once all workers are forked (the caller releases reservations there).
+    ``agent``: the upstream agent's main, forked before the workers, restarted like them, and
+    sent SIGTERM once every worker has exited.  ``started`` runs once all are forked (the
+    caller releases reservations there).  Exit 1 when children keep dying (more than five
+    restarts per child within 10 s).
     """
-    children: dict[int, int] = {}  # pid → worker number
+    children: dict[int, int] = {}  # pid → worker number, or AGENT
     stopping = False
+    agent_stopped = False
 
     def spawn(i: int) -> None:
         pid = os.fork()
@@ -139,9 +151,12 @@ def supervise(workers: int, target: Callable[[int], None], banner: str = "",
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                target(i)
+                if i == AGENT:
+                    agent()
+                else:
+                    target(i)
             except BaseException:
-                log.exception("E020 worker %d failed", i)
+                log.exception("E020 %s failed", "upstream agent" if i == AGENT else f"worker {i}")
                 code = 1
             finally:
                 sys.stdout.flush()
@@ -149,17 +164,30 @@ def supervise(workers: int, target: Callable[[int], None], banner: str = "",
                 os._exit(code)
         children[pid] = i
 
+    def signal_children(which) -> None:
+        for pid, i in list(children.items()):
+            if which(i):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+    def stop_agent_when_workers_gone() -> None:
+        nonlocal agent_stopped
+        if not agent_stopped and all(i == AGENT for i in children.values()):
+            agent_stopped = True
+            signal_children(lambda i: i == AGENT)
+
     def stop(signum, _frame) -> None:
         nonlocal stopping
         stopping = True
-        for pid in list(children):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        signal_children(lambda i: i != AGENT)
+        stop_agent_when_workers_gone()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if agent is not None:
+        spawn(AGENT)  # first: the workers' links find it listening sooner
     for i in range(workers):
         spawn(i)
     if started is not None:
@@ -176,16 +204,26 @@ def supervise(workers: int, target: Callable[[int], None], banner: str = "",
         except InterruptedError:
             continue
         i = children.pop(pid, None)
-        if i is None or stopping:
+        if i is None:
             continue
-        log.error("E021 worker %d (pid %d) exited with status %d; restarting", i, pid, status)
+        if stopping:
+            stop_agent_when_workers_gone()
+            continue
+        if i == AGENT:
+            log.error("E023 upstream agent (pid %d) exited with status %d; restarting", pid,
+                      status)  # fmt: skip
+        else:
+            log.error("E021 worker %d (pid %d) exited with status %d; restarting", i, pid, status)
         now = time.monotonic()
         restarts = [t for t in restarts if now - t < 10] + [now]
-        if len(restarts) > 5 * workers:
+        if len(restarts) > 5 * (workers + (agent is not None)):
             log.error("E022 workers keep dying; giving up")
             gave_up = True
             stop(signal.SIGTERM, None)
             continue
         time.sleep(0.2)
+        if stopping:  # SIGTERM during the pause: a child forked now would never be told
+            stop_agent_when_workers_gone()
+            continue
         spawn(i)
     return 1 if gave_up else 0

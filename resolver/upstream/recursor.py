@@ -86,9 +86,10 @@ from resolver.errors import (
     HandleNotFound, IdnodeError, InvalidIdentifier, InvalidValue, NotResponsible, Outcome,
 )  # fmt: skip
 from resolver.identifier import Identifier
+from resolver.protocols.handle import constants as C
 from resolver.protocols.handle.message import Message, ReferralResponse, ResolutionResponse
 from resolver.upstream.cache import CLIENT_RESPONSE_TIMER, AnswerCache, answer_ttl
-from resolver.upstream.client import HandleClient, UpstreamUnavailable
+from resolver.upstream.client import DEFAULT_FLAGS, HandleClient, UpstreamUnavailable
 from resolver.upstream.health import UpstreamHealth
 from resolver.upstream.singleflight import SingleFlight
 from resolver.upstream.sites import PROTO_TCP, PROTO_UDP, query_interface, select_server
@@ -114,8 +115,11 @@ _COUNTERS = ("upstream_queries", "upstream_failures", "referrals", "cache_hits",
 
 def default_client() -> HandleClient:
     """Short per-try budgets: a silent server costs ≤ 1.75 s (0.25 + 0.5 s of UDP, 1 s of
-    TCP), so failover and the 1.8 s stale timer are not eaten by one dead node."""
-    return HandleClient(udp_retry=(0.25, 0.5), tcp_timeout=1.0, total_timeout=2.0)
+    TCP), so failover and the 1.8 s stale timer are not eaten by one dead node.  No REC flag:
+    this node does the recursion itself (handle.md §4), and a peer that honoured REC could
+    send the query back to us — two nodes recursing for each other would loop."""
+    flags = DEFAULT_FLAGS & ~C.FLAG_RECURSIVE
+    return HandleClient(udp_retry=(0.25, 0.5), tcp_timeout=1.0, total_timeout=2.0, flags=flags)
 
 
 class RecursionLimitExceeded(IdnodeError):

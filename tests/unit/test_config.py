@@ -52,6 +52,12 @@ def test_defaults():
     assert cfg.homed_prefixes == ()
     assert cfg.role == "secondary"
     assert cfg.log_level == "info"
+    # [upstream]: no peering unless configured; the cache limits of issue 7 §4–5
+    assert cfg.upstream_servers == () and cfg.upstream_addresses == ()
+    assert cfg.upstream_recursion is False
+    assert (cfg.upstream_max_ttl, cfg.upstream_negative_max, cfg.upstream_max_stale_ttl,
+            cfg.upstream_stale_answer_ttl, cfg.upstream_cache_entries,
+            cfg.upstream_recursion_limit) == (86400, 300, 86400, 30, 100_000, 10)  # fmt: skip
 
 
 def test_empty_file_gives_defaults(tmp_path):
@@ -190,6 +196,34 @@ def test_bad_override_names_the_flag(field, value, key):
         ("[dns.rrl]\ndry-run = 'yes'\n", "dns.rrl.dry-run"),
         ("[dns.rrl]\ntable-size = 0\n", "dns.rrl.table-size"),
         ("[dns.other]\nx = 1\n", "dns.other"),
+        ("[upstream]\nserver = ['192.0.2.1:2641']\n", "upstream.server"),
+        ("[upstream]\nservers = '192.0.2.1:2641'\n", "upstream.servers"),
+        ("[upstream]\nservers = [2641]\n", "upstream.servers"),
+        ("[upstream]\nservers = ['192.0.2.1']\n", "upstream.servers"),
+        ("[upstream]\nservers = ['192.0.2.1:0']\n", "upstream.servers"),
+        ("[upstream]\nservers = ['192.0.2.1:65536']\n", "upstream.servers"),
+        ("[upstream]\nservers = ['192.0.2.1:x']\n", "upstream.servers"),
+        ("[upstream]\nservers = [':2641']\n", "upstream.servers"),
+        ("[upstream]\nservers = ['192.0.2.300:2641']\n", "upstream.servers"),
+        ("[upstream]\nservers = ['2001:db8::1:2641']\n", "upstream.servers"),  # no brackets
+        ("[upstream]\nservers = ['[top.example]:2641']\n", "upstream.servers"),
+        ("[upstream]\nservers = ['bad_name.example:2641']\n", "upstream.servers"),
+        ("[upstream]\nservers = ['a..b:2641']\n", "upstream.servers"),
+        ("[upstream]\nservers = ['192.0.2.1:2641', '192.0.2.1:2641']\n", "upstream.servers"),
+        ("[upstream]\nservers = ['192.0.2.1:2641']\nrecursion = 'yes'\n", "upstream.recursion"),
+        ("[upstream]\nrecursion = true\n", "upstream.recursion"),  # nobody to ask
+        ("[upstream]\nmax_ttl = 604801\n", "upstream.max_ttl"),  # RFC 8767 §4: 7 days
+        ("[upstream]\nmax_ttl = -1\n", "upstream.max_ttl"),
+        ("[upstream]\nmax_ttl = 1.5\n", "upstream.max_ttl"),
+        ("[upstream]\nnegative_max = -1\n", "upstream.negative_max"),
+        ("[upstream]\nnegative_max = 86401\n", "upstream.negative_max"),
+        ("[upstream]\nmax_stale_ttl = 604801\n", "upstream.max_stale_ttl"),
+        ("[upstream]\nstale_answer_ttl = 0\n", "upstream.stale_answer_ttl"),
+        ("[upstream]\ncache_entries = 0\n", "upstream.cache_entries"),
+        ("[upstream]\ncache_entries = '1e5'\n", "upstream.cache_entries"),
+        ("[upstream]\nrecursion_limit = 0\n", "upstream.recursion_limit"),
+        ("[upstream]\nrecursion_limit = 101\n", "upstream.recursion_limit"),
+        ("[upstream]\nrecursion_limit = true\n", "upstream.recursion_limit"),
     ],
 )
 def test_bad_file_names_the_key(tmp_path, text, key):
@@ -251,6 +285,51 @@ def test_role_from_file_and_flag(tmp_path, role):
     path = _write(tmp_path, f'[node]\nrole = "{other}"\n')
     assert load(path, cli._overrides(args)).role == role
     assert load(path, cli._overrides(cli._parser().parse_args(["serve"]))).role == other
+
+
+UPSTREAM = """\
+[upstream]
+servers = ["192.0.2.1:2641", "[2001:DB8::1]:2641", "top.example.cn:12641"]
+recursion = true
+max_ttl = 3600
+negative_max = 60
+max_stale_ttl = 172800
+stale_answer_ttl = 10
+cache_entries = 5000
+recursion_limit = 4
+"""
+
+
+def test_upstream_section(tmp_path):
+    cfg = load(_write(tmp_path, UPSTREAM))
+    # IPv6 kept in brackets and in its canonical form: one spelling per server
+    assert cfg.upstream_servers == ("192.0.2.1:2641", "[2001:db8::1]:2641",
+                                    "top.example.cn:12641")  # fmt: skip
+    assert cfg.upstream_addresses == (("192.0.2.1", 2641), ("2001:db8::1", 2641),
+                                      ("top.example.cn", 12641))  # fmt: skip
+    assert cfg.upstream_recursion is True
+    assert (cfg.upstream_max_ttl, cfg.upstream_negative_max, cfg.upstream_max_stale_ttl,
+            cfg.upstream_stale_answer_ttl, cfg.upstream_cache_entries,
+            cfg.upstream_recursion_limit) == (3600, 60, 172800, 10, 5000, 4)  # fmt: skip
+    # servers without recursion: the agent runs (status, probes), nothing recurses
+    quiet = load(_write(tmp_path, '[upstream]\nservers = ["192.0.2.1:2641"]\n'))
+    assert quiet.upstream_servers == ("192.0.2.1:2641",) and quiet.upstream_recursion is False
+
+
+def test_upstream_flag_is_repeatable_and_replaces_the_file(tmp_path):
+    from resolver import cli
+
+    args = cli._parser().parse_args(["serve", "--upstream", "198.51.100.7:2641",
+                                     "--upstream", "[::1]:2641"])  # fmt: skip
+    path = _write(tmp_path, UPSTREAM)
+    cfg = load(path, cli._overrides(args))
+    assert cfg.upstream_servers == ("198.51.100.7:2641", "[::1]:2641")
+    assert cfg.upstream_recursion is True  # the rest of the file stays
+    assert load(path, cli._overrides(cli._parser().parse_args(["serve"]))).upstream_servers \
+        == ("192.0.2.1:2641", "[2001:db8::1]:2641", "top.example.cn:12641")  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        load(None, cli._overrides(cli._parser().parse_args(["serve", "--upstream", "nohost"])))
+    assert info.value.key == "--upstream"
 
 
 def test_log_level_any_case(tmp_path):

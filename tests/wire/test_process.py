@@ -20,7 +20,7 @@ import lmdb
 import pytest
 
 from resolver.store import schema
-from proc import children
+from proc import children, wait_for
 
 pytestmark = pytest.mark.wire
 
@@ -37,17 +37,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rfind(b")") + 2 :].split()[0] != b"Z"
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def listening_inodes(port: int) -> set[int]:
