@@ -9,7 +9,6 @@ change once, with the identity that made it.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 
@@ -34,7 +33,6 @@ def cli_node(start_node, tmp_path_factory, load_lines):
     data = load_lines(tmp / "data", lines)
     node = start_node(data=data,
                       config_text='[node]\nserver_admins = ["300:88.118.8/ADMIN"]\n')  # fmt: skip
-    node.handle_port = int(re.search(r"handle://[^:]+:(\d+)", node.banner).group(1))
     node.creds = {"secret": ["--auth", "300:88.118.8/ADMIN", "--secret-file", str(tmp / "secret")],
                   "rsa": ["--auth", "300:88.118.8/KEYS", "--key", str(tmp / "key.pem")]}
     return node

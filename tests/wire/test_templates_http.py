@@ -8,7 +8,6 @@ Handle resolutions over UDP and TCP (general only).
 from __future__ import annotations
 
 import asyncio
-import re
 import subprocess
 import sys
 
@@ -33,7 +32,6 @@ BATTERY = {"name": "battery", "description": "cells", "industry": "C/38/384/3841
     {"name": "manual", "type": "url"},
     {"name": "chemistry", "type": "enum", "values": ["LFP", "NMC"], "grade": "core"}]}  # fmt: skip
 GENERAL = {1, 100, 1001, 2000, 2001, 2003}
-_HANDLE_RE = re.compile(r"handle://127\.0\.0\.1:(\d+)")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +42,6 @@ def tnode(start_node, tmp_path_factory, load_lines):
     node = start_node(data=load_lines(tmp / "data", lines),
                       config_text=f'[http]\ntls_cert = "{cert}"\ntls_key = "{key}"\n')  # fmt: skip
     node.cert = str(cert)
-    node.handle_port = int(_HANDLE_RE.search(node.banner).group(1))
     return node
 
 
