@@ -22,6 +22,8 @@ SCENARIOS = {
             "driven by dnsperf"),
     "import": ("bench.imports", "idnode import of 1M identifiers (JSONL, CSV) into a running "
                "node: rate, node RSS, resolution p99 during it"),
+    "peering": ("bench.peering", "recursive resolution through a secondary node (top-level T, "
+                "secondary B): cold (upstream) and warm (cache) latency over Handle UDP"),
 }
 
 
