@@ -35,10 +35,9 @@ import sys
 
 from resolver.errors import IdnodeError
 from resolver.protocols.handle import auth as A
-from resolver.protocols.handle.codes import ResponseCode
 from resolver.protocols.handle.constants import FLAG_OVERWRITE, OpCode
 from resolver.protocols.handle.message import (
-    CreateHandleResponse, ErrorResponse, HandleBody, Message, RemoveValueRequest, ValuesBody,
+    CreateHandleResponse, HandleBody, RemoveValueRequest, ValuesBody,
 )  # fmt: skip
 from resolver.upstream.client import ADMIN_FLAGS, HandleClient, PublicKeyAuth, SecretKeyAuth
 from resolver.values import ADMIN_TYPE, AdminRecord, HandleValue
@@ -160,18 +159,6 @@ def _request(args) -> tuple[int, object, int]:
     return op, ValuesBody(handle, tuple(values)), flags
 
 
-def _describe(reply: Message) -> str:
-    rc = reply.header.rc
-    try:
-        name = ResponseCode(rc).name
-    except ValueError:
-        name = "UNKNOWN"
-    text = ""
-    if isinstance(reply.body, ErrorResponse):
-        text = reply.body.message.decode("utf-8", "replace")
-    return f"RC {rc} {name}" + (f": {text}" if text else "")
-
-
 def run(args: argparse.Namespace) -> int:
     """Execute one parsed ``create`` / ``modify`` / ``delete``; the exit code."""
     prog = f"idnode {args.command}"
@@ -192,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{prog}: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
         return 2
     if reply.header.rc != 1:
-        print(f"{prog}: {args.handle}: {_describe(reply)}", file=sys.stderr)
+        print(f"{prog}: {args.handle}: {reply.summary()}", file=sys.stderr)
         return 1
     handle = args.handle
     if opcode == OpCode.CREATE_HANDLE:

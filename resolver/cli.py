@@ -2,7 +2,7 @@
 store, engine, registry and servers together.
 
 Commands: ``serve`` (supervisor + workers, and the upstream agent when ``[upstream] servers``
-is set), ``load FILE.jsonl``, ``check-config FILE``, ``stat``, ``upstream status`` (the
+or ``[takeover] sources`` are set), ``load FILE.jsonl``, ``check-config FILE``, ``stat``, ``upstream status`` (the
 upstream agent's status file), ``resolve HANDLE`` (a client of any node),
 ``dns-name IDENTIFIER`` / ``dns-identifier NAME`` (the DNS mapping); the registry's tools
 ``prefix``, ``identity``, ``create``/``modify``/``delete`` and ``import FILE --prefix P`` (bulk import jobs,
@@ -121,6 +121,19 @@ def _open_store(cfg):
     return LmdbStore(cfg.data, map_size=cfg.map_size)
 
 
+_agent_stores: dict = {}
+
+
+def _agent_store(cfg):
+    """The upstream agent process's one store handle, shared by its background services
+    (LMDB: never open one environment twice in a process — closing either drops the other's
+    locks).  Opened on first use, after the fork; closed when the process exits."""
+    store = _agent_stores.get(cfg.data)
+    if store is None:
+        store = _agent_stores[cfg.data] = _open_store(cfg)
+    return store
+
+
 def cmd_serve(cfg) -> int:
     from resolver.servers import dns_frontend, lifecycle, sockets
 
@@ -147,12 +160,20 @@ def cmd_serve(cfg) -> int:
     dns_text = f"dns://{cfg.host}:{dns_port} (udp+tcp, {cfg.dns_apex}) " if dns_port >= 0 else ""
     agent_socket = None
     upstream_text = ""
+    registration_auth = _registration_auth(cfg)  # unreadable credentials: fail before forking
     if cfg.upstream_servers:
         from resolver.upstream.link import agent_socket_name
 
         agent_socket = agent_socket_name(os.getpid(), cfg.data)  # os.getpid(): the supervisor
         upstream_text = (f"upstream {', '.join(cfg.upstream_servers)} (recursion "
                          f"{'on' if cfg.upstream_recursion else 'off'}) ")  # fmt: skip
+    takeover_secret = _takeover_secret(cfg)  # unreadable secret: fail before forking
+    if cfg.takeover_sources:  # the agent pulls the copy, with or without [upstream] servers
+        from resolver.upstream.link import agent_socket_name
+
+        agent_socket = agent_socket or agent_socket_name(os.getpid(), cfg.data)
+        upstream_text += (f"takeover {', '.join(cfg.takeover_sources)} (answering "
+                          f"{'on' if cfg.takeover_enabled else 'off'}) ")  # fmt: skip
     loop_kind = "uvloop" if _has_uvloop() else "asyncio"
     scheme = "https" if cfg.tls_cert else "http"
     banner = (f"idnode {__version__}: {scheme}://{cfg.host}:{http_port}/api/handles/ "
@@ -168,7 +189,7 @@ def cmd_serve(cfg) -> int:
     def agent() -> None:
         for sock in reserved:
             sock.close()
-        _run_agent(cfg, agent_socket)
+        _run_agent(cfg, agent_socket, registration_auth, takeover_secret)
 
     def started() -> None:
         # A bound UDP socket in a SO_REUSEPORT group receives its share of datagrams even when
@@ -194,7 +215,11 @@ def _run_worker(cfg, agent_socket: str | None = None) -> None:
     lifecycle.install_event_loop_policy()
     store = _open_store(cfg)
     handlers = [AuthorityHandler(store)]
-    if agent_socket is not None:  # after authority: only prefixes not held are forwarded
+    if cfg.takeover_enabled:  # after authority: a secondary that is down, from the copy
+        from resolver.core.takeover import TakeoverHandler
+
+        handlers.append(TakeoverHandler(store, cfg.takeover_sources))
+    if agent_socket is not None and cfg.upstream_servers:  # only prefixes not held are forwarded
         from resolver.core.forwarder import ForwarderHandler
         from resolver.upstream.link import UpstreamLink
 
@@ -214,12 +239,86 @@ def _run_worker(cfg, agent_socket: str | None = None) -> None:
         store.close()
 
 
-def _run_agent(cfg, agent_socket: str) -> None:
+def _run_agent(cfg, agent_socket: str, registration_auth=None, takeover_secret=None) -> None:
     """The upstream agent process: the node's one recursor, its cache, single-flight and
-    upstream health, built inside the agent's event loop."""
+    upstream health, built inside the agent's event loop; and, with ``[upstream] prefixes``,
+    the prefix registrar (issue 7 §2)."""
     from resolver.upstream.agent import run_agent
 
-    run_agent(cfg, agent_socket, lambda: _make_recursor(cfg))
+    background = []
+    if registration_auth is not None:
+        background.append(lambda: _make_registrar(cfg, registration_auth))
+    if takeover_secret is not None:
+        background.append(lambda: _make_takeover(cfg, takeover_secret))
+    run_agent(cfg, agent_socket, lambda: _make_recursor(cfg), background=background)
+
+
+def _takeover_secret(cfg) -> bytes | None:
+    """The HS_SECKEY secret of ``[takeover] identity``; None without ``[takeover] sources``.
+    ConfigError when unreadable or empty."""
+    if not cfg.takeover_sources:
+        return None
+    try:
+        with open(cfg.takeover_secret_file, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ConfigError("takeover.secret_file", f"cannot read: {exc.strerror}") from None
+    data = data[:-2] if data.endswith(b"\r\n") else data.removesuffix(b"\n")  # as admin_cli
+    if not data:
+        raise ConfigError("takeover.secret_file", "empty secret")
+    return data
+
+
+def _make_takeover(cfg, secret: bytes):
+    """The takeover sync (issue 7 §7) in the agent: its own writable store handle."""
+    from resolver.upstream.takeover import TakeoverSync
+
+    return TakeoverSync(cfg.takeover_sources, _agent_store(cfg), identity=cfg.takeover_identity,
+                        secret=secret, interval=cfg.takeover_interval,
+                        down_after=cfg.takeover_down_after,
+                        enabled=cfg.takeover_enabled)  # fmt: skip
+
+
+def _registration_auth(cfg):
+    """``[upstream] identity`` with its secret_file (HS_SECKEY) or key_file (HS_PUBKEY) as a
+    client credential; None without ``[upstream] prefixes``.  ConfigError when unreadable."""
+    if not cfg.upstream_prefixes:
+        return None
+    from resolver.protocols.handle import auth as A
+    from resolver.upstream.client import PublicKeyAuth, SecretKeyAuth
+
+    key = "upstream.secret_file" if cfg.upstream_secret_file else "upstream.key_file"
+    try:
+        with open(cfg.upstream_secret_file or cfg.upstream_key_file, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read: {exc.strerror}") from None
+    if cfg.upstream_secret_file:  # one trailing line break is not part of it (as admin_cli)
+        data = data[:-2] if data.endswith(b"\r\n") else data.removesuffix(b"\n")
+        if not data:
+            raise ConfigError(key, "empty secret")
+        return SecretKeyAuth(cfg.upstream_identity, data)
+    try:
+        return PublicKeyAuth(cfg.upstream_identity, A.load_private_key(data))
+    except ValueError as exc:
+        raise ConfigError(key, str(exc)) from None
+
+
+def _make_registrar(cfg, auth):
+    """Our prefix handles at the top-level nodes, pointing at our HS_SITE; the enterprise
+    prefixes to register are the ones homed in the store (read at every check)."""
+    from resolver.servers.handle_frontend import site_info
+    from resolver.upstream.registration import PrefixRegistrar
+
+    site = site_info(cfg)
+    loopback = ("0.0.0.0", "", "::", "127.0.0.1", "::1", "localhost")
+    if not cfg.handle_advertise and cfg.host in loopback and any(
+            host not in loopback for host, _ in cfg.upstream_addresses):  # fmt: skip
+        log.warning("prefix registration: our HS_SITE names a loopback address; set [handle] "
+                    "advertise to the address the top-level nodes should give out")  # fmt: skip
+    return PrefixRegistrar(cfg.upstream_addresses, auth, site, cfg.upstream_prefixes,
+                           held=lambda: _agent_store(cfg).prefixes(),
+                           interval=cfg.upstream_register_interval)  # fmt: skip
 
 
 def _make_recursor(cfg):
@@ -229,6 +328,10 @@ def _make_recursor(cfg):
     from resolver.upstream.singleflight import SingleFlight
 
     upstreams = cfg.upstream_addresses
+    if not upstreams:  # an agent for [takeover] only: no worker forwards to it
+        from resolver.upstream.takeover import NoRecursor
+
+        return NoRecursor()
     cache = AnswerCache(max_ttl=cfg.upstream_max_ttl, negative_max=cfg.upstream_negative_max,
                         stale_answer_ttl=cfg.upstream_stale_answer_ttl,
                         max_stale_ttl=cfg.upstream_max_stale_ttl,
@@ -253,7 +356,8 @@ def cmd_upstream_status(cfg) -> int:
             doc = orjson.loads(fh.read())
     except FileNotFoundError:
         print(f"idnode upstream status: no upstream agent is running for {cfg.data} "
-              f"(no {STATUS_FILE}; it needs `idnode serve` with [upstream] servers)",
+              f"(no {STATUS_FILE}; it needs `idnode serve` with [upstream] servers or "
+              "[takeover] sources)",
               file=sys.stderr)  # fmt: skip
         return 1
     except (OSError, orjson.JSONDecodeError) as exc:

@@ -65,10 +65,32 @@ offending key and the reason.  The file's layout (every key optional)::
     stale_answer_ttl = 30        # TTL given with a stale answer (RFC 8767 §4)
     cache_entries = 100000       # answers (and, separately, prefixes' sites) kept
     recursion_limit = 10         # referrals followed for one identifier (beyond: RC 6)
+    prefixes = []                # our prefixes to register upstream, e.g. ["88.118"] (issue 7 §2)
+    identity = ""                # our admin identity at the upstreams, e.g. "300:0.NA/88.118"
+    secret_file = ""             # its HS_SECKEY secret (one trailing line break is not part of it)
+    key_file = ""                # or: PEM RSA private key of its HS_PUBKEY
+    register_interval = 300      # seconds between checks of the registrations (drift repair)
 
 ``servers`` and ``recursion`` go together: recursion without a server to ask is refused.
+``prefixes`` need ``servers``, ``identity`` and exactly one of ``secret_file`` / ``key_file``
+(``resolver.upstream.registration``).
 With servers, ``idnode serve`` runs one upstream agent process beside the workers
 (``resolver.upstream.agent``).
+
+    [takeover]                   # a top-level node's copy of its secondaries (issue 7 §7)
+    sources = []                 # the secondaries' REST base URLs, ["http://192.0.2.7:8000"]
+    identity = ""                # a server admin at every source, e.g. "300:0.NA/88.118"
+    secret_file = ""             # its HS_SECKEY secret (one trailing line break is not part of it)
+    interval = 10                # seconds between two pulls of a source's change log
+    enabled = false              # answer for an unreachable source's prefixes from the copy
+    down_after = 3               # seconds of failed pulls before a source counts as unreachable
+
+``sources`` need ``identity`` and ``secret_file`` (``GET /api/v1/changes`` is for server
+admins); ``enabled`` needs ``sources``.  With sources, ``idnode serve`` runs the upstream agent
+(it pulls; ``resolver.upstream.takeover``), with or without ``[upstream] servers``.
+``down_after``: a source is unreachable once its pulls have failed (no HTTP answer), with no
+success in between, for that many seconds from the first failure; failing sources are tried
+every ``min(interval, 1)`` seconds.
 """
 
 from __future__ import annotations
@@ -80,6 +102,7 @@ import ipaddress
 import os
 import re
 import tomllib
+import urllib.parse
 from typing import Any, Mapping
 
 from resolver.errors import ConfigError, InvalidIdentifier
@@ -137,6 +160,17 @@ class Config:
     upstream_stale_answer_ttl: int = 30
     upstream_cache_entries: int = 100_000
     upstream_recursion_limit: int = 10
+    upstream_prefixes: tuple[str, ...] = ()
+    upstream_identity: str = ""
+    upstream_secret_file: str = ""
+    upstream_key_file: str = ""
+    upstream_register_interval: int = 300
+    takeover_sources: tuple[str, ...] = ()
+    takeover_identity: str = ""
+    takeover_secret_file: str = ""
+    takeover_interval: float = 10.0
+    takeover_enabled: bool = False
+    takeover_down_after: float = 3.0
 
     @property
     def dns_ns_names(self) -> tuple[str, ...]:
@@ -209,6 +243,17 @@ _FILE_KEYS = {
     "upstream.stale_answer_ttl": "upstream_stale_answer_ttl",
     "upstream.cache_entries": "upstream_cache_entries",
     "upstream.recursion_limit": "upstream_recursion_limit",
+    "upstream.prefixes": "upstream_prefixes",
+    "upstream.identity": "upstream_identity",
+    "upstream.secret_file": "upstream_secret_file",
+    "upstream.key_file": "upstream_key_file",
+    "upstream.register_interval": "upstream_register_interval",
+    "takeover.sources": "takeover_sources",
+    "takeover.identity": "takeover_identity",
+    "takeover.secret_file": "takeover_secret_file",
+    "takeover.interval": "takeover_interval",
+    "takeover.enabled": "takeover_enabled",
+    "takeover.down_after": "takeover_down_after",
 }
 _SUBTABLES = frozenset({"dns.rrl"})
 #: ``[node] role``: a secondary node serves its enterprises' prefixes and asks the top-level
@@ -244,6 +289,7 @@ _INT_RANGES = {
     "upstream_stale_answer_ttl": (1, 86400),
     "upstream_cache_entries": (1, 100_000_000),
     "upstream_recursion_limit": (1, 100),
+    "upstream_register_interval": (1, 86400),
 }
 
 
@@ -304,7 +350,7 @@ def _check(field: str, key: str, v: Any) -> Any:
                 raise ConfigError(key, f"{a!r} is not an IP address, network or range") from None
         return tuple(v)
     if field in ("allow_anonymous_list", "case_sensitive", "auth_requires_tls", "rrl_dry_run",
-                 "upstream_recursion"):  # fmt: skip
+                 "upstream_recursion", "takeover_enabled"):  # fmt: skip
         if not isinstance(v, bool):
             raise ConfigError(key, f"expected true or false, got {v!r}")
         return v
@@ -319,7 +365,28 @@ def _check(field: str, key: str, v: Any) -> Any:
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 1 <= v <= 86400:
             raise ConfigError(key, "expected a number of seconds between 1 and 86400")
         return float(v)
-    if field in ("tls_cert", "tls_key"):
+    if field in ("takeover_interval", "takeover_down_after"):
+        lo = 0.1 if field == "takeover_interval" else 0.0
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= 86400:
+            raise ConfigError(key, f"expected a number of seconds between {lo:g} and 86400")
+        return float(v)
+    if field == "takeover_sources":
+        if not isinstance(v, (list, tuple)) or not all(isinstance(u, str) for u in v):
+            raise ConfigError(key, 'expected a list of REST base URLs, e.g. '
+                                   '["http://192.0.2.7:8000"]')  # fmt: skip
+        out = []
+        for u in v:
+            base = _rest_base(key, u)
+            if base in out:
+                raise ConfigError(key, f"{u!r} is listed twice")
+            out.append(base)
+        return tuple(out)
+    if field == "takeover_identity":
+        if not isinstance(v, str):
+            raise ConfigError(key, 'expected an identity such as "300:0.NA/88.118"')
+        return _identity(key, v) if v else v
+    if field in ("tls_cert", "tls_key", "upstream_secret_file", "upstream_key_file",
+                 "takeover_secret_file"):  # fmt: skip
         if not isinstance(v, str):
             raise ConfigError(key, f"expected a file path, got {v!r}")
         if v and not os.path.isfile(v):
@@ -328,15 +395,11 @@ def _check(field: str, key: str, v: Any) -> Any:
     if field == "server_admins":
         if not isinstance(v, (list, tuple)) or not all(isinstance(a, str) for a in v):
             raise ConfigError(key, 'expected a list of identities such as ["300:0.NA/88.118"]')
-        for a in v:
-            index, colon, handle = a.partition(":")
-            try:
-                if not colon or not index.isdigit() or "/" not in handle:
-                    raise InvalidIdentifier("expected index:handle")
-                Identifier.parse(handle)
-            except InvalidIdentifier as exc:
-                raise ConfigError(key, f"{a!r} is not an identity: {exc.message}") from None
-        return tuple(v)
+        return tuple(_identity(key, a) for a in v)
+    if field == "upstream_identity":
+        if not isinstance(v, str):
+            raise ConfigError(key, 'expected an identity such as "300:0.NA/88.118"')
+        return _identity(key, v) if v else v
     if field == "upstream_servers":
         if not isinstance(v, (list, tuple)) or not all(isinstance(a, str) for a in v):
             raise ConfigError(key, 'expected a list of "host:port", e.g. ["192.0.2.1:2641"]')
@@ -379,7 +442,7 @@ def _check(field: str, key: str, v: Any) -> Any:
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 300:
             raise ConfigError(key, "expected a number of seconds between 0 and 300")
         return float(v)
-    if field == "homed_prefixes":
+    if field in ("homed_prefixes", "upstream_prefixes"):
         if not isinstance(v, (list, tuple)) or not all(isinstance(p, str) and p for p in v):
             raise ConfigError(key, "expected a list of prefixes such as [\"88.118.8\"]")
         for p in v:
@@ -391,6 +454,35 @@ def _check(field: str, key: str, v: Any) -> Any:
                 raise ConfigError(key, f"{p!r} is not a prefix: {exc.message}") from None
         return tuple(v)
     raise ConfigError(key, "unknown option")  # pragma: no cover - table and fields agree
+
+
+def _identity(key: str, a: str) -> str:
+    """``index:handle`` (e.g. ``300:0.NA/88.118``), or ConfigError."""
+    index, colon, handle = a.partition(":")
+    try:
+        if not colon or not index.isdigit() or "/" not in handle:
+            raise InvalidIdentifier("expected index:handle")
+        Identifier.parse(handle)
+    except InvalidIdentifier as exc:
+        raise ConfigError(key, f"{a!r} is not an identity: {exc.message}") from None
+    return a
+
+
+def _rest_base(key: str, text: str) -> str:
+    """``http[s]://host[:port][/]`` → its one spelling (scheme lower-case, no trailing
+    ``/``), or ConfigError: a node's REST base URL, without path, query or credentials."""
+    try:
+        u = urllib.parse.urlsplit(text.strip())
+        port = u.port  # ValueError when not a number in 0..65535
+    except ValueError as exc:
+        raise ConfigError(key, f"{text!r}: {exc}") from None
+    if u.scheme.lower() not in ("http", "https") or not u.hostname:
+        raise ConfigError(key, f"{text!r}: expected http://host[:port] or https://host[:port]")
+    if u.path not in ("", "/") or u.query or u.fragment or u.username or u.password \
+            or port == 0:  # fmt: skip
+        raise ConfigError(key, f"{text!r}: only scheme, host and port (no path, query or "
+                               "credentials)")  # fmt: skip
+    return f"{u.scheme.lower()}://{u.netloc}"
 
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -442,7 +534,8 @@ def read_file(path: str) -> dict[str, Any]:
     for section, body in doc.items():
         if not isinstance(body, dict):
             raise ConfigError(section, "unknown option (options live in [store], [http], "
-                                       "[handle], [dns], [node], [upstream])")  # fmt: skip
+                                       "[handle], [dns], [node], [upstream], "
+                                       "[takeover])")  # fmt: skip
         items = list(body.items())
         for name, value in items:
             key = f"{section}.{name}"
@@ -479,4 +572,38 @@ def load(path: str | None = None, overrides: Mapping[str, Any] | None = None) ->
     if values.get("upstream_recursion") and not values.get("upstream_servers"):
         raise ConfigError("upstream.recursion", "recursion needs upstream servers to ask "
                                                 "([upstream] servers or --upstream)")  # fmt: skip
+    _check_registration(values)
+    _check_takeover(values)
     return Config(**values)
+
+
+def _check_registration(values: dict) -> None:
+    """``[upstream] prefixes`` are registered with ``identity`` and one credential."""
+    if values.get("upstream_secret_file") and values.get("upstream_key_file"):
+        raise ConfigError("upstream.key_file", "give secret_file or key_file, not both")
+    if not values.get("upstream_prefixes"):
+        return
+    if not values.get("upstream_servers"):
+        raise ConfigError("upstream.prefixes", "registering prefixes needs upstream servers "
+                                               "([upstream] servers or --upstream)")  # fmt: skip
+    if not values.get("upstream_identity"):
+        raise ConfigError("upstream.identity", "registering prefixes needs the identity to "
+                                               "act as at the upstreams")  # fmt: skip
+    if not (values.get("upstream_secret_file") or values.get("upstream_key_file")):
+        raise ConfigError("upstream.secret_file", "registering prefixes needs the identity's "
+                                                  "secret_file or key_file")  # fmt: skip
+
+
+def _check_takeover(values: dict) -> None:
+    """``[takeover] sources`` are pulled as a server admin; ``enabled`` needs sources."""
+    if values.get("takeover_enabled") and not values.get("takeover_sources"):
+        raise ConfigError("takeover.enabled", "takeover needs sources to copy ([takeover] "
+                                              "sources)")  # fmt: skip
+    if not values.get("takeover_sources"):
+        return
+    if not values.get("takeover_identity"):
+        raise ConfigError("takeover.identity", "pulling a change log needs the identity of a "
+                                               "server admin at the sources")  # fmt: skip
+    if not values.get("takeover_secret_file"):
+        raise ConfigError("takeover.secret_file", "pulling a change log needs the identity's "
+                                                  "secret_file")  # fmt: skip

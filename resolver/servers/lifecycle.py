@@ -2,9 +2,9 @@
 
 The supervisor reserves the ports (binding with ``SO_REUSEPORT`` so that ``port = 0`` resolves
 to one number for every worker; the Handle port is one number for TCP and UDP), forks the workers, restarts any that die, and on SIGTERM or
-SIGINT forwards SIGTERM and waits.  With ``[upstream] servers`` it first forks the upstream
-agent (``resolver.upstream.agent``: the node-wide recursor the workers reach over a Unix
-socket), restarts it like a worker, and stops it only after every worker has exited, so that
+SIGINT forwards SIGTERM and waits.  With ``[upstream] servers`` or ``[takeover] sources`` it
+first forks the upstream agent (``resolver.upstream.agent``: the node-wide recursor the workers
+reach over a Unix socket; the takeover sync), restarts it like a worker, and stops it only after every worker has exited, so that
 draining workers can still finish recursive requests.  Each worker opens its own LMDB
 environment (never across a fork), binds its own ``SO_REUSEPORT`` sockets (HTTP, Handle UDP and TCP, DNS UDP and TCP), runs uvloop when available, and on SIGTERM stops
 accepting, drains in-flight requests for at most ``drain_seconds``, and exits 0.

@@ -4,12 +4,15 @@ Durable by construction: the environment is always opened with sync and metasync
 write batch is one write transaction that also appends to ``changes``.  ``lmdb.MapFullError``
 becomes ``StoreFull`` after LMDB has aborted the transaction, so the store stays readable.
 Disabling a prefix (``disable_prefix`` / ``enable_prefix``) moves its prefix handle between
-``prefixes`` and ``disabled`` in one logged transaction (schema.DISABLED).
+``prefixes`` and ``disabled`` in one logged transaction (schema.DISABLED).  The ``takeover_*``
+methods keep a top-level node's copy of its secondaries' data (schema.TAKEOVER), apart from
+everything held here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import operator
 import os
@@ -55,6 +58,10 @@ class LmdbStore:
             self.disabled_db = self.env.open_db(S.DISABLED, create=create)
         except lmdb.NotFoundError:
             self.disabled_db = None
+        try:  # likewise (schema.TAKEOVER)
+            self.takeover_db = self.env.open_db(S.TAKEOVER, create=create)
+        except lmdb.NotFoundError:
+            self.takeover_db = None
         self._check_format(readonly)
 
     def _check_format(self, readonly: bool) -> None:
@@ -353,6 +360,113 @@ class LmdbStore:
                 log.append(S.ACTION_HOME_PREFIX, 0, prefix, None, blob)
             return log.last()
 
+    # -- the takeover copy (schema.TAKEOVER) ----------------------------------------------
+    def takeover_lookup(self, prefix: bytes, key: bytes | None) -> TakeoverHit | None:
+        """What the copy says about an identifier, in one snapshot: None when no source homes
+        ``prefix`` (a prefix key, as in ``prefixes``); else the source, since when it is down
+        and the copied record of ``key`` (None: not in the copy) — with ``key`` None, the
+        copied prefix handle of ``prefix``."""
+        if self.takeover_db is None:
+            return None
+        db = self.takeover_db
+        with self.env.begin() as txn:
+            entry = txn.get(S.TAKEOVER_PREFIX + prefix, db=db)
+            if entry is None:
+                return None
+            source, prefix_blob = _split_prefix_entry(entry)
+            down = txn.get(S.TAKEOVER_DOWN + source.encode("utf-8"), db=db)
+            blob = prefix_blob if key is None else txn.get(key, db=db)
+            return TakeoverHit(source, None if down is None else S.TAKEOVER_U64.unpack(down)[0],
+                               None if blob is None else bytes(blob))  # fmt: skip
+
+    def takeover_last(self, source: str) -> int:
+        """The last change-log id of ``source`` applied to the copy (0: none)."""
+        if self.takeover_db is None:
+            return 0
+        with self.env.begin() as txn:
+            found = txn.get(S.TAKEOVER_LAST + source.encode("utf-8"), db=self.takeover_db)
+        return 0 if found is None else S.TAKEOVER_U64.unpack(found)[0]
+
+    def takeover_prefixes(self) -> dict[bytes, str]:
+        """Prefix key → the source that homes it, for every prefix in the copy."""
+        return {k: _split_prefix_entry(v)[0] for k, v in self._takeover_tagged(S.TAKEOVER_PREFIX)}
+
+    def takeover_get(self, key: bytes) -> bytes | None:
+        """A copied record (a records key), or None."""
+        if self.takeover_db is None:
+            return None
+        with self.env.begin() as txn:
+            return txn.get(key, db=self.takeover_db)
+
+    def takeover_apply(self, source: str, last: int, records=(), prefixes=()) -> int:
+        """Apply one page of ``source``'s changes to the copy in one write transaction and
+        record ``last`` as its last applied change id there: ``records`` are ``(records key,
+        stored record or None)`` pairs — None deletes the copy —, ``prefixes`` ``(prefix key,
+        stored prefix handle or None)`` — a prefix deleted only if ``source`` homes it.  Puts
+        of the same bytes are skipped, so applying a page twice changes nothing.  Returns the
+        entries changed.  Nothing is logged in ``changes``."""
+        db = self._takeover_writable()
+        name = source.encode("utf-8")
+        if not 0 < len(name) <= 0xFFFF:
+            raise StoreError("a takeover source is 1 to 65535 bytes of UTF-8")
+        changed = 0
+        with self._writing() as txn:
+            for key, blob in sorted(records, key=_FIRST):
+                if key.startswith(b"\x00"):
+                    raise StoreError(f"not a records key: {key!r}")
+                if blob is None:
+                    changed += txn.delete(key, db=db)
+                elif txn.get(key, db=db) != blob:
+                    txn.put(key, blob, db=db)
+                    changed += 1
+            for prefix, blob in sorted(prefixes, key=_FIRST):
+                k = S.TAKEOVER_PREFIX + prefix
+                old = txn.get(k, db=db)
+                if blob is None:
+                    if old is not None and _split_prefix_entry(old)[0] == source:
+                        changed += txn.delete(k, db=db)
+                    continue
+                entry = S.TAKEOVER_SOURCE_LEN.pack(len(name)) + name + blob
+                if old != entry:
+                    txn.put(k, entry, db=db)
+                    changed += 1
+            txn.put(S.TAKEOVER_LAST + name, S.TAKEOVER_U64.pack(last), db=db)
+        return changed
+
+    def takeover_set_down(self, source: str, since_ms: int | None) -> None:
+        """Publish that ``source`` is unreachable since ``since_ms`` (None: reachable)."""
+        db = self._takeover_writable()
+        k = S.TAKEOVER_DOWN + source.encode("utf-8")
+        with self._writing() as txn:
+            if since_ms is None:
+                txn.delete(k, db=db)
+            else:
+                txn.put(k, S.TAKEOVER_U64.pack(since_ms), db=db)
+
+    def takeover_down(self) -> dict[str, int]:
+        """Source → ms since 1970 since when it is unreachable, for every source down."""
+        return {k.decode("utf-8"): S.TAKEOVER_U64.unpack(v)[0]
+                for k, v in self._takeover_tagged(S.TAKEOVER_DOWN)}
+
+    def _takeover_tagged(self, tag: bytes) -> list[tuple[bytes, bytes]]:
+        """(key without ``tag``, value) of every entry of the copy's ``tag`` namespace."""
+        if self.takeover_db is None:
+            return []
+        out = []
+        with self.env.begin() as txn:
+            cur = txn.cursor(db=self.takeover_db)
+            if cur.set_range(tag):
+                for k, v in cur:
+                    if not k.startswith(tag):
+                        break
+                    out.append((bytes(k[len(tag) :]), bytes(v)))
+        return out
+
+    def _takeover_writable(self):
+        if self.takeover_db is None:
+            raise StoreError(f"store at {self.path} is open read-only")
+        return self.takeover_db
+
     def close(self) -> None:
         with contextlib.suppress(lmdb.Error):
             self.env.close()
@@ -364,6 +478,23 @@ _PUT_SLICE = 512
 
 
 _FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TakeoverHit:
+    """``LmdbStore.takeover_lookup``: the source homing the prefix in the copy, since when it
+    is unreachable (ms since 1970; None: not known to be down), the copied record (or None)."""
+
+    source: str
+    down_since_ms: int | None
+    blob: bytes | None
+
+
+def _split_prefix_entry(entry: bytes) -> tuple[str, bytes]:
+    """A ``TAKEOVER_PREFIX`` value → (source, copied prefix-handle record)."""
+    (n,) = S.TAKEOVER_SOURCE_LEN.unpack_from(entry)
+    p = S.TAKEOVER_SOURCE_LEN.size
+    return bytes(entry[p : p + n]).decode("utf-8"), bytes(entry[p + n :])
 
 
 class _SomeExist(Exception):

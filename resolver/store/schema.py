@@ -53,8 +53,37 @@ META = b"meta"
 #: Added without a format bump: a store that lacks it has nothing disabled (a read-only open
 #: sees it as empty; a writable open creates it).
 DISABLED = b"disabled"
+#: ``takeover``: a top-level node's copy of its secondaries' data (issue 7 §7, emergency
+#: takeover; idis.md §1.4), pulled from their change logs by ``resolver.upstream.takeover``.
+#: Kept apart from ``records`` / ``prefixes``: nothing here is held or homed, no front-end's
+#: fast path reads it, and writes here append nothing to ``changes`` (the copy is not ours to
+#: replicate; the workers' record caches never hold copied records).  Entries:
+#:
+#: * key = a records key (normalised identifier, as in ``records``) # KEY_FORMAT; value = the
+#:   copied stored record (layout v1, resolver.record: the source's public view of it).
+#: * key = ``TAKEOVER_PREFIX`` + prefix key without ``0.NA/`` (as in ``prefixes``)
+#:   # KEY_FORMAT; value = u16 source length, the source (its REST base URL, UTF-8), then the
+#:   copied stored record of the prefix handle.  Presence = "this source homes that prefix";
+#:   one prefix belongs to the source that homed it last.
+#: * key = ``TAKEOVER_LAST`` + source # KEY_FORMAT; value = u64 big-endian: the last change-log
+#:   id of that source applied here (absent: 0, nothing pulled yet).  Written in the same write
+#:   transaction as the copies of that page of changes, so a pull resumes exactly after it.
+#: * key = ``TAKEOVER_DOWN`` + source # KEY_FORMAT; value = u64 big-endian ms since 1970 UTC
+#:   since when the source has been unreachable (absent: reachable, or not known to be down).
+#:   Written by the node's upstream agent on state changes only; the workers read it to decide
+#:   whether to answer from the copy.
+#:
+#: The tags start with NUL, which no records key holds, so the namespaces cannot collide.
+#: Added without a format bump: a writable open creates it empty; a read-only open of an older
+#: store sees no copy.
+TAKEOVER = b"takeover"
+TAKEOVER_PREFIX = b"\x00prefix:"  # KEY_FORMAT
+TAKEOVER_LAST = b"\x00last:"  # KEY_FORMAT
+TAKEOVER_DOWN = b"\x00down:"  # KEY_FORMAT
+TAKEOVER_SOURCE_LEN = struct.Struct(">H")
+TAKEOVER_U64 = struct.Struct(">Q")
 
-ALL_DATABASES = (RECORDS, PREFIXES, CHANGES, META, DISABLED)
+ALL_DATABASES = (RECORDS, PREFIXES, CHANGES, META, DISABLED, TAKEOVER)
 
 TXN_ID = struct.Struct(">Q")  # KEY_FORMAT
 CHANGE = struct.Struct(">BQHH")  # action, time, op, key length; then key, identity, digests

@@ -20,6 +20,9 @@ stream socket; the socket name, the frames and the messages are specified in
   (temporary file, then rename: a reader never sees half a file) with the recursor's status
   plus ``time`` (UNIX time of writing) and ``pid`` — what ``idnode upstream status`` prints —
   and ``probe_due()`` is started unless the previous probe round still runs;
+* ``background``: factories called inside the loop, each returning a service with ``name``,
+  ``async run()`` (started as a task, cancelled at shutdown) and ``status() -> dict`` (filed
+  in the status file under ``name``) — e.g. ``registration.PrefixRegistrar`` (issue 7 §2);
 * SIGTERM: stop accepting, drop the connections, close the recursor, remove the status file,
   return.  SIGINT is ignored: on Ctrl-C the supervisor stops the agent after its workers
   drained, so their last recursive requests still get answers.
@@ -35,7 +38,7 @@ import signal
 import socket
 import struct
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import orjson
 
@@ -54,7 +57,8 @@ MAX_PENDING = 4096
 _PEERCRED = struct.Struct("3i")
 
 
-def run_agent(config, socket_name: str, make_recursor: Callable[[], Any]) -> None:
+def run_agent(config, socket_name: str, make_recursor: Callable[[], Any],
+              background: Sequence[Callable[[], Any]] = ()) -> None:  # fmt: skip
     """The agent process: serve ``socket_name`` until SIGTERM (see the module docstring)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -63,12 +67,14 @@ def run_agent(config, socket_name: str, make_recursor: Callable[[], Any]) -> Non
         pass
     else:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(serve(config.data, socket_name, make_recursor, signals=True))
+    asyncio.run(serve(config.data, socket_name, make_recursor, signals=True,
+                      background=background))  # fmt: skip
 
 
 async def serve(data_dir: str, socket_name: str, make_recursor: Callable[[], Any], *,
                 stop: asyncio.Event | None = None, signals: bool = False,
-                interval: float = STATUS_INTERVAL) -> None:  # fmt: skip
+                interval: float = STATUS_INTERVAL,
+                background: Sequence[Callable[[], Any]] = ()) -> None:  # fmt: skip
     """Run an agent in the current event loop until ``stop`` is set (or SIGTERM, with
     ``signals``)."""
     stop = stop or asyncio.Event()
@@ -76,6 +82,8 @@ async def serve(data_dir: str, socket_name: str, make_recursor: Callable[[], Any
     if signals:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
     agent = Agent(make_recursor(), data_dir)
+    for make in background:
+        agent.start_service(make())
     sock = listening_socket(socket_name)
     server = await asyncio.start_unix_server(agent.connection, sock=sock)
     ticker = loop.create_task(agent.tick_forever(interval))
@@ -101,6 +109,12 @@ class Agent:
         self._probe: asyncio.Task | None = None
         self._status_failed = False
         self.uid = os.getuid() if hasattr(os, "getuid") else None
+        self.services: list = []
+
+    def start_service(self, service) -> None:
+        """Run ``service.run()`` until shutdown; its ``status()`` joins ours (module doc)."""
+        self.services.append(service)
+        self._tasks.add(asyncio.get_running_loop().create_task(service.run()))
 
     # -- connections ---------------------------------------------------------------------------
     async def connection(self, reader: asyncio.StreamReader,
@@ -186,7 +200,10 @@ class Agent:
 
     # -- status and probes ---------------------------------------------------------------------
     def status(self) -> dict:
-        return _plain(self.recursor.status())
+        doc = dict(self.recursor.status())
+        for service in self.services:
+            doc[service.name] = service.status()
+        return _plain(doc)
 
     async def tick_forever(self, interval: float) -> None:
         while True:

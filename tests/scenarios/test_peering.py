@@ -39,6 +39,7 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
+from peers import site, site_value
 
 from proc import wait_for
 from resolver.protocols.dns.answers import parse_txt
@@ -76,23 +77,6 @@ def free_port() -> int:
                 except OSError:
                     continue
                 return port
-
-
-def site(port: int, desc: str) -> dict:
-    """handle.md §2.4 JSON form of a one-server site on 127.0.0.1 (UDP and TCP ``port``)."""
-    return {"version": 1, "protocolVersion": "2.11", "serialNumber": 1, "primarySite": True,
-            "multiPrimary": False, "attributes": [{"name": "desc", "value": desc}],
-            "servers": [{"serverId": 1, "address": HOST,
-                         "publicKey": {"format": "base64", "value": ""},
-                         "interfaces": [
-                             {"query": True, "admin": True, "protocol": "TCP", "port": port},
-                             {"query": True, "admin": False, "protocol": "UDP",
-                              "port": port}]}]}  # fmt: skip
-
-
-def site_value(vtype: str, port: int, desc: str, ttl: int = 86400) -> dict:
-    return {"index": 1, "type": vtype, "data": {"format": "site", "value": site(port, desc)},
-            "ttl": ttl, "timestamp": TS}  # fmt: skip
 
 
 def value(index: int, vtype: str, data: str, ttl: int = 86400, **kw) -> dict:
@@ -136,11 +120,11 @@ def net(start_node, load_lines, tmp_path_factory):
 
     def top_lines(other_port: int, other: str) -> list[dict]:
         lines = [{"handle": f"0.NA/{p}", "values": [
-            site_value("HS_SITE", b_port, "B", ttl=1 if p == "88.119.7" else 86400)]}
+            site_value("HS_SITE", site(b_port, "B"), ttl=1 if p == "88.119.7" else 86400)]}
             for p in B_PREFIXES]  # fmt: skip
         return lines + [
-            {"handle": "0.NA/88.119.9", "values": [site_value("HS_SITE", f_port, "F")]},
-            {"handle": "0.NA/77", "values": [site_value("HS_SITE.PREFIX", other_port, other)]},
+            {"handle": "0.NA/88.119.9", "values": [site_value("HS_SITE", site(f_port, "F"))]},
+            {"handle": "0.NA/77", "values": [site_value("HS_SITE.PREFIX", site(other_port, other))]},
         ]  # fmt: skip
 
     top = '[node]\nrole = "top-level"\n'

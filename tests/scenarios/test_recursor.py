@@ -30,6 +30,7 @@ import socket
 import time
 
 import pytest
+from peers import site, site_value
 
 from resolver.errors import Outcome
 from resolver.upstream.cache import AnswerCache
@@ -54,24 +55,6 @@ def free_port() -> int:
                 except OSError:
                     continue
                 return port
-
-
-def site(port: int, desc: str, serial: int = 1) -> dict:
-    """handle.md §2.4 JSON form of a one-server site on 127.0.0.1 (UDP and TCP ``port``)."""
-    return {"version": 1, "protocolVersion": "2.11", "serialNumber": serial,
-            "primarySite": True, "multiPrimary": False,
-            "attributes": [{"name": "desc", "value": desc}],
-            "servers": [{"serverId": 1, "address": HOST,
-                         "publicKey": {"format": "base64", "value": ""},
-                         "interfaces": [{"query": True, "admin": True, "protocol": "TCP",
-                                         "port": port},
-                                        {"query": True, "admin": False, "protocol": "UDP",
-                                         "port": port}]}]}  # fmt: skip
-
-
-def site_value(vtype: str, port: int, desc: str, ttl: int = 86400) -> dict:
-    return {"index": 1, "type": vtype, "data": {"format": "site", "value": site(port, desc)},
-            "ttl": ttl, "timestamp": TS}  # fmt: skip
 
 
 def value(index: int, vtype: str, data: str, ttl: int = 86400, **kw) -> dict:
@@ -100,8 +83,8 @@ def net(start_node, load_lines, tmp_path_factory) -> Net:
     root = tmp_path_factory.mktemp("recursor")
 
     b_lines = [
-        {"handle": "0.NA/88.119.5", "values": [site_value("HS_SITE", n.b, "B")]},
-        {"handle": "0.NA/88.120.7", "values": [site_value("HS_SITE", n.b, "B")]},
+        {"handle": "0.NA/88.119.5", "values": [site_value("HS_SITE", site(n.b, "B"))]},
+        {"handle": "0.NA/88.120.7", "values": [site_value("HS_SITE", site(n.b, "B"))]},
         {"handle": "88.119.5/x", "values": [
             value(1, "URL", "https://example.com/x", ttl=3600),
             value(2, "EMAIL", "x@example.com", ttl=600),
@@ -123,16 +106,16 @@ def net(start_node, load_lines, tmp_path_factory) -> Net:
     n.s_node = start_node(data=load_lines(root / "s", s_lines))
     n.s = handle_port(n.s_node)
 
-    t2_lines = [{"handle": "0.NA/77", "values": [site_value("HS_SITE.PREFIX", n.t1, "T1")]}]
+    t2_lines = [{"handle": "0.NA/77", "values": [site_value("HS_SITE.PREFIX", site(n.t1, "T1"))]}]
     n.t2 = handle_port(start_node(data=load_lines(root / "t2", t2_lines), config_text=top))
 
     t1_lines = [
-        {"handle": "0.NA/88.119.5", "values": [site_value("HS_SITE", n.b, "B")]},
-        {"handle": "0.NA/88.120", "values": [site_value("HS_SITE.PREFIX", n.b, "B")]},
-        {"handle": "0.NA/88.121.1", "values": [site_value("HS_SITE", n.s, "S", ttl=1)]},
-        {"handle": "0.NA/77", "values": [site_value("HS_SITE.PREFIX", n.t2, "T2")]},
+        {"handle": "0.NA/88.119.5", "values": [site_value("HS_SITE", site(n.b, "B"))]},
+        {"handle": "0.NA/88.120", "values": [site_value("HS_SITE.PREFIX", site(n.b, "B"))]},
+        {"handle": "0.NA/88.121.1", "values": [site_value("HS_SITE", site(n.s, "S"), ttl=1)]},
+        {"handle": "0.NA/77", "values": [site_value("HS_SITE.PREFIX", site(n.t2, "T2"))]},
         {"handle": "0.NA/88.119.9", "values": [value(1, "HS_SERV", "0.NA/88.SVC")]},
-        {"handle": "0.NA/88.SVC", "values": [site_value("HS_SITE", n.b, "B")]},
+        {"handle": "0.NA/88.SVC", "values": [site_value("HS_SITE", site(n.b, "B"))]},
     ]  # fmt: skip
     t1 = start_node(data=load_lines(root / "t1", t1_lines), config_text=top,
                     args=("--handle-port", str(n.t1)))  # fmt: skip

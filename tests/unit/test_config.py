@@ -58,6 +58,9 @@ def test_defaults():
     assert (cfg.upstream_max_ttl, cfg.upstream_negative_max, cfg.upstream_max_stale_ttl,
             cfg.upstream_stale_answer_ttl, cfg.upstream_cache_entries,
             cfg.upstream_recursion_limit) == (86400, 300, 86400, 30, 100_000, 10)  # fmt: skip
+    # prefix registration upstream (issue 7 §2): off until prefixes are configured
+    assert (cfg.upstream_prefixes, cfg.upstream_identity, cfg.upstream_secret_file,
+            cfg.upstream_key_file, cfg.upstream_register_interval) == ((), "", "", "", 300)
 
 
 def test_empty_file_gives_defaults(tmp_path):
@@ -403,3 +406,168 @@ def test_homed_prefixes_are_keyed_like_identifiers(store):
     for p in prefixes:
         assert store.get_prefix(Identifier.parse(f"{p}/x").prefix_key) is not None, p
     assert len(store.prefixes()) == len(prefixes)
+
+
+# -- [upstream] prefix registration (issue 7 §2) ---------------------------------------------------
+def _registration(tmp_path, body: str) -> str:
+    (tmp_path / "a.secret").write_text("s3cret\n")
+    return _write(tmp_path, '[upstream]\nservers = ["192.0.2.1:2641", "192.0.2.2:2641"]\n' + body)
+
+
+def test_upstream_registration(tmp_path):
+    from resolver import cli
+
+    cfg = load(_registration(tmp_path, f"""\
+prefixes = ["88.121", "88.122"]
+identity = "300:0.NA/88.121"
+secret_file = "{tmp_path / 'a.secret'}"
+register_interval = 60
+"""))
+    assert cfg.upstream_prefixes == ("88.121", "88.122")
+    assert cfg.upstream_identity == "300:0.NA/88.121"
+    assert cfg.upstream_secret_file == str(tmp_path / "a.secret") and cfg.upstream_key_file == ""
+    assert cfg.upstream_register_interval == 60
+    auth = cli._registration_auth(cfg)  # the agent's credential: one trailing newline dropped
+    assert (type(auth).__name__, auth.identity, auth.secret) == (
+        "SecretKeyAuth", "300:0.NA/88.121", b"s3cret")  # fmt: skip
+    assert cli._registration_auth(load()) is None  # no prefixes: no registrar
+
+
+def test_upstream_registration_with_a_key_file(tmp_path):
+    from resolver import cli
+    from resolver.protocols.handle import auth as A
+
+    key = A.generate_rsa_key(1024)
+    (tmp_path / "a.pem").write_bytes(A.private_key_pem(key))
+    (tmp_path / "bad.pem").write_bytes(b"-----BEGIN PRIVATE KEY-----\nnot a key\n")
+    cfg = load(_registration(tmp_path, f"""\
+prefixes = ["88.121"]
+identity = "300:0.NA/88.121"
+key_file = "{tmp_path / 'a.pem'}"
+"""))
+    auth = cli._registration_auth(cfg)
+    assert type(auth).__name__ == "PublicKeyAuth"
+    assert auth.private_key.private_numbers() == key.private_numbers()
+    bad = load(_registration(tmp_path, f"""\
+prefixes = ["88.121"]
+identity = "300:0.NA/88.121"
+key_file = "{tmp_path / 'bad.pem'}"
+"""))
+    with pytest.raises(ConfigError) as info:
+        cli._registration_auth(bad)  # idnode serve refuses to start: exit code 2
+    assert info.value.key == "upstream.key_file" and "private key" in info.value.reason
+
+
+@pytest.mark.parametrize(
+    "body, key",
+    [
+        ('prefixes = ["88.121"]\nsecret_file = "{secret}"\n', "upstream.identity"),
+        ('prefixes = ["88.121"]\nidentity = "300:0.NA/88.121"\n', "upstream.secret_file"),
+        ('prefixes = ["88.121"]\nidentity = "300:0.NA/88.121"\nsecret_file = "{secret}"\n'
+         'key_file = "{secret}"\n', "upstream.key_file"),
+        ('prefixes = ["88.121/x"]\n', "upstream.prefixes"),
+        ('prefixes = "88.121"\n', "upstream.prefixes"),
+        ('prefixes = [""]\n', "upstream.prefixes"),
+        ('identity = "0.NA/88.121"\n', "upstream.identity"),  # no index
+        ('identity = "300:88.121"\n', "upstream.identity"),  # no handle
+        ("identity = 300\n", "upstream.identity"),
+        ('secret_file = "{secret}.missing"\n', "upstream.secret_file"),
+        ("key_file = 1\n", "upstream.key_file"),
+        ("register_interval = 0\n", "upstream.register_interval"),
+        ("register_interval = 86401\n", "upstream.register_interval"),
+        ("register_interval = '300'\n", "upstream.register_interval"),
+    ],
+)
+def test_bad_upstream_registration(tmp_path, body, key):
+    path = _registration(tmp_path, body.format(secret=tmp_path / "a.secret"))
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert info.value.key == key and info.value.reason
+
+
+def test_registration_needs_upstream_servers(tmp_path):
+    from resolver import cli
+
+    (tmp_path / "a.secret").write_text("s")
+    path = _write(tmp_path, f"""\
+[upstream]
+prefixes = ["88.121"]
+identity = "300:0.NA/88.121"
+secret_file = "{tmp_path / 'a.secret'}"
+""")
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert info.value.key == "upstream.prefixes"
+    args = cli._parser().parse_args(["serve", "--upstream", "192.0.2.9:2641"])  # supplies them
+    assert load(path, cli._overrides(args)).upstream_prefixes == ("88.121",)
+
+
+# -- [takeover] (issue 7 §7) ----------------------------------------------------------------------
+def _takeover(tmp_path, body: str) -> str:
+    (tmp_path / "t.secret").write_text("s\n")
+    return _write(tmp_path, "[takeover]\n" + body, "takeover.toml")
+
+
+def test_takeover_defaults_and_section(tmp_path):
+    cfg = load()
+    assert (cfg.takeover_sources, cfg.takeover_identity, cfg.takeover_secret_file,
+            cfg.takeover_interval, cfg.takeover_enabled, cfg.takeover_down_after) == (
+        (), "", "", 10.0, False, 3.0)  # fmt: skip
+    secret = tmp_path / "t.secret"
+    cfg = load(_takeover(tmp_path, f"""\
+sources = ["http://127.0.0.1:8001", "HTTPS://sec.example.cn/", "http://[2001:db8::7]:8000"]
+identity = "300:0.NA/88.118"
+secret_file = "{secret}"
+interval = 1
+enabled = true
+down_after = 0.5
+"""))
+    # one spelling per source: scheme lower-case, no trailing "/"
+    assert cfg.takeover_sources == ("http://127.0.0.1:8001", "https://sec.example.cn",
+                                    "http://[2001:db8::7]:8000")  # fmt: skip
+    assert (cfg.takeover_identity, cfg.takeover_secret_file) == ("300:0.NA/88.118", str(secret))
+    assert (cfg.takeover_interval, cfg.takeover_enabled, cfg.takeover_down_after) == (
+        1.0, True, 0.5)  # fmt: skip
+    assert isinstance(cfg.takeover_interval, float)
+    # sources without enabled: the copy is pulled, nothing is answered from it
+    quiet = load(_takeover(tmp_path, f'sources = ["http://127.0.0.1:8001"]\nidentity = '
+                                     f'"300:0.NA/88.118"\nsecret_file = "{secret}"\n'))  # fmt: skip
+    assert quiet.takeover_sources and quiet.takeover_enabled is False
+
+
+@pytest.mark.parametrize(
+    "body, key",
+    [
+        ('sources = "http://127.0.0.1:8001"\n', "takeover.sources"),
+        ("sources = [8001]\n", "takeover.sources"),
+        ('sources = ["127.0.0.1:8001"]\n', "takeover.sources"),  # no scheme
+        ('sources = ["ftp://127.0.0.1:8001"]\n', "takeover.sources"),
+        ('sources = ["http://"]\n', "takeover.sources"),
+        ('sources = ["http://127.0.0.1:99999"]\n', "takeover.sources"),
+        ('sources = ["http://127.0.0.1:0"]\n', "takeover.sources"),
+        ('sources = ["http://127.0.0.1:8001/api"]\n', "takeover.sources"),
+        ('sources = ["http://127.0.0.1:8001/?x=1"]\n', "takeover.sources"),
+        ('sources = ["http://u:p@127.0.0.1:8001"]\n', "takeover.sources"),
+        ('sources = ["http://a:1", "http://a:1/"]\n', "takeover.sources"),  # twice
+        ('identity = "88.118/ADMIN"\n', "takeover.identity"),  # no index
+        ("identity = 300\n", "takeover.identity"),
+        ('secret_file = "{secret}.missing"\n', "takeover.secret_file"),
+        ("interval = 0\n", "takeover.interval"),
+        ("interval = 86401\n", "takeover.interval"),
+        ("interval = '10'\n", "takeover.interval"),
+        ("interval = true\n", "takeover.interval"),
+        ("down_after = -1\n", "takeover.down_after"),
+        ("enabled = 'yes'\n", "takeover.enabled"),
+        ("enabled = true\n", "takeover.enabled"),  # nothing to take over
+        ("period = 10\n", "takeover.period"),
+        # sources need the credentials of the change log (server admins only)
+        ('sources = ["http://127.0.0.1:8001"]\nsecret_file = "{secret}"\n', "takeover.identity"),
+        ('sources = ["http://127.0.0.1:8001"]\nidentity = "300:0.NA/88.118"\n',
+         "takeover.secret_file"),
+    ],
+)  # fmt: skip
+def test_bad_takeover(tmp_path, body, key):
+    path = _takeover(tmp_path, body.format(secret=tmp_path / "t.secret"))
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert info.value.key == key and info.value.reason

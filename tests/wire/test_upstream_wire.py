@@ -30,6 +30,7 @@ import dns.query
 import dns.rcode
 import pytest
 
+from peers import site, site_value
 from proc import children, wait_for
 from resolver.protocols.dns.answers import parse_txt
 from resolver.protocols.dns.mapping import to_dns_name
@@ -52,24 +53,6 @@ Y_VALUES = [{"index": 1, "type": "URL", "data": "https://b.example/88.119/y", "t
 PUBLIC_X = [(1, "URL", b"https://b.example/88.119.5/x"), (2, "EMAIL", b"ops@b.example")]
 
 
-def site(port: int, http_port: int, desc: str) -> dict:
-    """handle.md §2.4 JSON form of a one-server site on 127.0.0.1."""
-    return {"version": 1, "protocolVersion": "2.11", "serialNumber": 1, "primarySite": True,
-            "multiPrimary": False, "attributes": [{"name": "desc", "value": desc}],
-            "servers": [{"serverId": 1, "address": "127.0.0.1",
-                         "publicKey": {"format": "base64", "value": ""},
-                         "interfaces": [
-                             {"query": True, "admin": True, "protocol": "TCP", "port": port},
-                             {"query": True, "admin": False, "protocol": "UDP", "port": port},
-                             {"query": True, "admin": True, "protocol": "HTTP",
-                              "port": http_port}]}]}  # fmt: skip
-
-
-def site_value(index: int, vtype: str, b_site: dict) -> dict:
-    return {"index": index, "type": vtype, "data": {"format": "site", "value": b_site},
-            "timestamp": TS}  # fmt: skip
-
-
 def agent_status(node) -> dict | None:
     try:
         return json.loads((node.data / STATUS_FILE).read_text())
@@ -86,14 +69,14 @@ def peers(start_node, tmp_path_factory, load_lines):
     load_lines(b_data, homed + [{"handle": "88.119.5/x", "values": X_VALUES},
                                 {"handle": "88.119/y", "values": Y_VALUES}])  # fmt: skip
     b = start_node(data=b_data, args=("--dns-port", "-1"))
-    b_site = site(b.handle_port, b.port, "secondary B")
+    b_site = site(b.handle_port, "secondary B", http_port=b.port)
     # B's prefix handles name B's own site: the site a recursor asks for 88.119.5/* and 88.119/*
-    load_lines(b_data, [{"handle": f"0.NA/{p}", "values": [site_value(1, "HS_SITE", b_site)]}
+    load_lines(b_data, [{"handle": f"0.NA/{p}", "values": [site_value("HS_SITE", b_site)]}
                         for p in ("88.119.5", "88.119")])  # fmt: skip
     t_data = tmp_path_factory.mktemp("top-level-t") / "data"
     load_lines(t_data, [{"handle": "0.NA/88.119", "values": [
-        site_value(1, "HS_SITE", b_site),
-        site_value(2, "HS_SITE.PREFIX", b_site)]}])  # fmt: skip
+        site_value("HS_SITE", b_site),
+        site_value("HS_SITE.PREFIX", b_site, index=2)]}])  # fmt: skip
     t = start_node(data=t_data, config_text='[node]\nrole = "top-level"\n',
                    args=("--dns-port", "-1"))  # fmt: skip
     a = start_node(config_text=f'[upstream]\nservers = ["127.0.0.1:{t.handle_port}"]\n'

@@ -38,6 +38,7 @@ from typing import Union
 
 from resolver.errors import InvalidValue, MalformedRequest
 from resolver.protocols.handle import constants as C
+from resolver.protocols.handle.codes import ResponseCode
 from resolver.values import MAX_VALUES, HandleValue, Reader, encode_value, read_value
 
 _ENV = struct.Struct(">BBHIIII")
@@ -463,6 +464,19 @@ class Message:
     @property
     def is_response(self) -> bool:
         return self.header.rc != 0
+
+    def summary(self, max_text: int | None = None) -> str:
+        """``RC 100 HANDLE_NOT_FOUND: <message>`` — a reply's code, its name and, for an
+        error, its message (cut to ``max_text`` characters), for people and logs."""
+        rc = self.header.rc
+        try:
+            name = ResponseCode(rc).name
+        except ValueError:
+            name = "UNKNOWN"
+        text = ""
+        if isinstance(self.body, ErrorResponse):
+            text = self.body.message.decode("utf-8", "replace")[:max_text]
+        return f"RC {rc} {name}" + (f": {text}" if text else "")
 
     @classmethod
     def from_wire(cls, data: bytes) -> "Message":
