@@ -25,3 +25,25 @@ def site_value(vtype: str, site_json: dict, *, index: int = 1, ttl: int = 86400)
     """A value of type ``vtype`` (HS_SITE, HS_SITE.PREFIX …) holding ``site_json``."""
     return {"index": index, "type": vtype, "data": {"format": "site", "value": site_json},
             "ttl": ttl, "timestamp": TS}  # fmt: skip
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both TCP and UDP on ``host`` right now (for nodes whose data must name
+    each other's ports before they start; another process may still take it meanwhile)."""
+    import socket
+
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            t.bind((host, 0))
+            port = t.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind((host, port))
+                except OSError:
+                    continue
+                return port
+
+
+def value(index: int, vtype: str, data: str, ttl: int = 86400, **kw) -> dict:
+    """A plain value line for ``idnode load``."""
+    return {"index": index, "type": vtype, "data": data, "ttl": ttl, "timestamp": TS, **kw}

@@ -13,7 +13,6 @@ authentications per client and answers a challenge only from where it was sent).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 
@@ -21,58 +20,26 @@ import native
 from resolver.protocols.handle import constants as C
 from resolver.protocols.handle.message import Envelope, HandleProtocolError
 from resolver.protocols.handle.udp import Reassembler, split
+from resolver.servers.datagram import PumpedDatagramServer
 from resolver.servers.handle_frontend import HandleFrontEnd
 from resolver.servers.sockets import udp_socket
 from resolver.store.lmdb_store import LmdbStore
 
 log = logging.getLogger("idnode.handle.udp")
 
-#: General-path requests being answered at once; beyond it datagrams are dropped (load shed).
-MAX_IN_FLIGHT = 1024
-#: Bursts read per readiness callback before the loop gets to run other work (TCP, HTTP).
-BURSTS_PER_WAKEUP = 4
+class HandleUdpServer(PumpedDatagramServer):
+    log = log
+    error_code = "E031"
 
-
-class HandleUdpServer:
     def __init__(self, store: LmdbStore, frontend: HandleFrontEnd, sock: socket.socket,
                  case_sensitive: bool, record_cache: int = 0) -> None:  # fmt: skip
-        self.env = store.env
-        self.records_db = store.records_db
-        self.prefixes_db = store.prefixes_db
-        self.frontend = frontend
-        self.case_sensitive = case_sensitive
-        self.sock = sock
         self.cache = native.RecordCache(record_cache, store.changes_db) if record_cache else None
-        self.pump = native.UdpPump(sock, self.cache)
+        super().__init__(store, sock, native.UdpPump(sock, self.cache), case_sensitive)
+        self.frontend = frontend
         self.reassembler = Reassembler()
-        self.in_flight: set[asyncio.Task] = set()
-        self.dropped = 0
-        self.loop = asyncio.get_running_loop()
-        self.loop.add_reader(sock.fileno(), self._readable)
-        self.reading = True
 
-    def _readable(self) -> None:
-        for _ in range(BURSTS_PER_WAKEUP):
-            try:
-                read, rest = self.pump.run(self.env, self.records_db, self.prefixes_db,
-                                           self.case_sensitive)  # fmt: skip
-            except OSError as exc:
-                # ICMP errors queued on the socket by a gone client: not ours to fix.
-                log.debug("UDP receive error: %s", exc)
-                return
-            except Exception:  # a worker must survive any datagram
-                log.exception("E031 unexpected error reading datagrams")
-                return
-            for data, addr, reply in rest:
-                try:
-                    if reply is None:
-                        self._general(data, addr)
-                    else:
-                        self._send(split(reply), addr)
-                except Exception:
-                    log.exception("E031 unexpected error on a datagram from %s", addr)
-            if read < native.BATCH:
-                return
+    def _reply(self, reply: bytes, addr) -> None:
+        self._send(split(reply), addr)
 
     def _send(self, packets, addr) -> None:
         for packet in packets:
@@ -100,12 +67,7 @@ class HandleUdpServer:
                 self.dropped += 1  # truncated or oversized datagram
                 return
             payload = data[C.ENVELOPE_SIZE :]
-        if len(self.in_flight) >= MAX_IN_FLIGHT:
-            self.dropped += 1
-            return
-        task = self.loop.create_task(self._answer(env, payload, addr))
-        self.in_flight.add(task)
-        task.add_done_callback(self.in_flight.discard)
+        self._spawn(self._answer(env, payload, addr))
 
     async def _answer(self, env: Envelope, payload: bytes, addr) -> None:
         try:
@@ -115,16 +77,6 @@ class HandleUdpServer:
             return
         if out is not None and self.sock.fileno() >= 0:
             self._send(split(out), addr)
-
-    def stop_reading(self) -> None:
-        """Take no new datagrams; answers already under way are still sent."""
-        if self.reading:
-            self.loop.remove_reader(self.sock.fileno())
-            self.reading = False
-
-    def close(self) -> None:
-        self.stop_reading()
-        self.sock.close()
 
 
 async def start_udp(store: LmdbStore, frontend: HandleFrontEnd, host: str, port: int,

@@ -39,7 +39,7 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
-from peers import site, site_value
+from peers import free_port, site, site_value, value
 
 from proc import wait_for
 from resolver.protocols.dns.answers import parse_txt
@@ -63,24 +63,6 @@ PUBLIC_X = [(1, "URL", b"https://b.example/88.119.5/x"), (2, "EMAIL", b"ops@b.ex
 #: The agent's wait for one silent server (its HandleClient: UDP tries, then TCP), seconds.
 _AGENT = default_client()
 SERVER_BUDGET = min(sum(_AGENT.udp_retry) + _AGENT.tcp_timeout, _AGENT.total_timeout)
-
-
-def free_port() -> int:
-    """A port free for TCP and UDP on 127.0.0.1 right now."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind((HOST, 0))
-            port = t.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                try:
-                    u.bind((HOST, port))
-                except OSError:
-                    continue
-                return port
-
-
-def value(index: int, vtype: str, data: str, ttl: int = 86400, **kw) -> dict:
-    return {"index": index, "type": vtype, "data": data, "ttl": ttl, "timestamp": TS, **kw}
 
 
 def url(handle: str) -> dict:

@@ -30,7 +30,7 @@ import socket
 import time
 
 import pytest
-from peers import site, site_value
+from peers import free_port, site, site_value, value
 
 from resolver.errors import Outcome
 from resolver.upstream.cache import AnswerCache
@@ -41,24 +41,6 @@ from resolver.values import SiteInfo
 _HANDLE_RE = re.compile(r"handle://127\.0\.0\.1:(\d+)")
 TS = "2026-01-01T00:00:00Z"
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    """A port free for TCP and UDP on 127.0.0.1 right now."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind((HOST, 0))
-            port = t.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                try:
-                    u.bind((HOST, port))
-                except OSError:
-                    continue
-                return port
-
-
-def value(index: int, vtype: str, data: str, ttl: int = 86400, **kw) -> dict:
-    return {"index": index, "type": vtype, "data": data, "ttl": ttl, "timestamp": TS, **kw}
 
 
 def handle_port(node) -> int:
