@@ -268,9 +268,9 @@ def finish(pending: Pending, found: Found, *, now: int,
         if prefix is not None and ancestor is not None and ancestor(prefix):
             _negative(resp, records, dns.rcode.NOERROR)  # empty non-terminal: NODATA
         elif found is NOT_HELD:
-            resp.set_rcode(dns.rcode.REFUSED)
+            resp.set_rcode(RCODE_FOR[Outcome.NOT_RESPONSIBLE])  # REFUSED
         else:
-            _negative(resp, records, dns.rcode.NXDOMAIN)
+            _negative(resp, records, RCODE_FOR[Outcome.NOT_FOUND])  # NXDOMAIN
     else:
         rrs = answers.rrsets_for(found, q.rdtype, now=now) if q.rdtype in _ANSWERED else []
         if not rrs:
