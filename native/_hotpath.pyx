@@ -131,19 +131,18 @@ cdef inline int _utf8_seq(const unsigned char* p) noexcept nogil:
     return need + 1
 
 
-cdef int _valid_utf8_no_controls(const unsigned char* s, Py_ssize_t n) noexcept nogil:
-    """Strict UTF-8 (as Python's codec: no overlongs, surrogates or > U+10FFFF), no C0/DEL/C1.
-    ``s`` need not be terminated: a sequence in the last 3 bytes is read from a zero-padded
-    copy, so nothing past ``n`` is read and a truncated one fails."""
+cdef inline int _utf8_ok(const unsigned char* s, Py_ssize_t n, bint* control) noexcept nogil:
+    """Strict UTF-8 as Python's codec reads it; ``control``: a C0, DEL or C1 character."""
     cdef Py_ssize_t i = 0
     cdef unsigned char c
     cdef unsigned char tail[4]
     cdef int k
+    control[0] = False
     while i < n:
         c = s[i]
         if c < 0x80:
             if c < 0x20 or c == 0x7F:
-                return 0
+                control[0] = True
             i += 1
             continue
         if n - i >= 4:
@@ -152,10 +151,20 @@ cdef int _valid_utf8_no_controls(const unsigned char* s, Py_ssize_t n) noexcept 
             tail[0] = tail[1] = tail[2] = tail[3] = 0
             memcpy(tail, s + i, n - i)
             k = _utf8_seq(tail)
-        if k == 0 or (c == 0xC2 and s[i + 1] < 0xA0):  # C1 control U+0080..U+009F
+        if k == 0:
             return 0
+        if c == 0xC2 and s[i + 1] < 0xA0:
+            control[0] = True
         i += k
     return 1
+
+
+cdef int _valid_utf8_no_controls(const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    """Strict UTF-8 (as Python's codec: no overlongs, surrogates or > U+10FFFF), no C0/DEL/C1.
+    ``s`` need not be terminated: a sequence in the last 3 bytes is read from a zero-padded
+    copy, so nothing past ``n`` is read and a truncated one fails."""
+    cdef bint control
+    return _utf8_ok(s, n, &control) and not control
 
 
 cdef int _prefix_ok(const unsigned char* p, Py_ssize_t n) noexcept nogil:
@@ -2385,34 +2394,6 @@ cdef struct DnsRR:
     Py_ssize_t rdlen
     int flags  # TXT_TYPE_B64, TXT_DATA_B64
     int position  # URI priority - 1, NAPTR order - NAPTR_ORDER_BASE
-
-
-cdef inline int _utf8_ok(const unsigned char* s, Py_ssize_t n, bint* control) noexcept nogil:
-    """Strict UTF-8 as Python's codec reads it; ``control``: a C0, DEL or C1 character."""
-    cdef Py_ssize_t i = 0
-    cdef unsigned char c
-    cdef unsigned char tail[4]
-    cdef int k
-    control[0] = False
-    while i < n:
-        c = s[i]
-        if c < 0x80:
-            if c < 0x20 or c == 0x7F:
-                control[0] = True
-            i += 1
-            continue
-        if n - i >= 4:
-            k = _utf8_seq(s + i)
-        else:
-            tail[0] = tail[1] = tail[2] = tail[3] = 0
-            memcpy(tail, s + i, n - i)
-            k = _utf8_seq(tail)
-        if k == 0:
-            return 0
-        if c == 0xC2 and s[i + 1] < 0xA0:
-            control[0] = True
-        i += k
-    return 1
 
 
 cdef inline Py_ssize_t _b64_len(Py_ssize_t n) noexcept nogil:

@@ -119,20 +119,11 @@ def from_dns_name(
 ) -> str | None:
     """The canonical identifier (its key as text) named by ``name``, or ``None`` if ``name`` is
     not under ``apex`` or is not a name ``to_dns_name`` produces.  ``ValueError``: bad apex."""
-    apex_labels = _apex(apex)
-    try:
-        data = name.encode("ascii").lower()
-    except UnicodeEncodeError:
+    own = _own_labels(name, apex)
+    if own is None or len(own) < 2:  # a suffix and at least one prefix segment
         return None
-    if data.endswith(b"."):
-        data = data[:-1]
-    if not data or not _NAME_CHARS.match(data):
-        return None
-    labels = data.split(b".")
-    own = len(labels) - len(apex_labels)
-    if own < 2 or tuple(labels[own:]) != apex_labels:  # a suffix and at least one prefix segment
-        return None
-    key = _decode(labels[:own], case_sensitive)
+    data = b".".join(own + list(_apex(apex)))
+    key = _decode(own, case_sensitive)
     if key is None:
         return None
     try:
@@ -153,21 +144,11 @@ def prefix_of_dns_name(name: str, apex: str = DEFAULT_APEX) -> str | None:
     that names no identifier: if that prefix is held, or is an ancestor of one held, the name is
     an empty non-terminal (RFC 8020 §2: NODATA, never NXDOMAIN, or a resolver that minimises
     QNAMEs, RFC 9156, would give up on every name below it)."""
-    apex_labels = _apex(apex)
-    try:
-        data = name.encode("ascii").lower()
-    except UnicodeEncodeError:
-        return None
-    if data.endswith(b"."):
-        data = data[:-1]
-    if not data or not _NAME_CHARS.match(data):
-        return None
-    labels = data.split(b".")
-    own = len(labels) - len(apex_labels)
-    if own < 1 or tuple(labels[own:]) != apex_labels:
+    own = _own_labels(name, apex)
+    if not own:
         return None
     segments = []
-    for label in reversed(labels[:own]):
+    for label in reversed(own):
         segment = _unb32(label[4:]) if label.startswith(PREFIX_B32) else label
         if not segment:
             return None
@@ -182,6 +163,25 @@ def prefix_of_dns_name(name: str, apex: str = DEFAULT_APEX) -> str | None:
         return b".".join(segments).decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+def _own_labels(name: str, apex: str) -> list[bytes] | None:
+    """The labels of ``name`` left of ``apex``, lower-cased (``[]`` for the apex itself), or
+    None when ``name`` is not under ``apex`` or has characters no mapped name has."""
+    apex_labels = _apex(apex)
+    try:
+        data = name.encode("ascii").lower()
+    except UnicodeEncodeError:
+        return None
+    if data.endswith(b"."):
+        data = data[:-1]
+    if not data or not _NAME_CHARS.match(data):
+        return None
+    labels = data.split(b".")
+    own = len(labels) - len(apex_labels)
+    if own < 0 or tuple(labels[own:]) != apex_labels:
+        return None
+    return labels[:own]
 
 
 # -- encoding -----------------------------------------------------------------------------------
