@@ -23,6 +23,7 @@ request's own selection — types, indexes, ``public_only`` — is applied to th
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Protocol
 
 from resolver.core.engine import NOT_HERE
@@ -50,7 +51,7 @@ class ForwarderHandler:
             return None
         result = await self.link.resolve(key)
         if result.outcome is Outcome.OK:
-            return select(result.values, request)
-        if result.outcome is Outcome.NOT_RESPONSIBLE and not result.message:
-            return ResolveResult(Outcome.NOT_RESPONSIBLE, message=NOT_HERE)
-        return result
+            result = select(result.values, request)
+        elif result.outcome is Outcome.NOT_RESPONSIBLE and not result.message:
+            result = ResolveResult(Outcome.NOT_RESPONSIBLE, message=NOT_HERE)
+        return dataclasses.replace(result, authoritative=False)  # not our data

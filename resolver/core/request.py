@@ -36,8 +36,12 @@ class ResolveRequest:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ResolveResult:
-    """``values``: the selected values (``OK``), or the referral values (``PREFIX_REFERRAL``)."""
+    """``values``: the selected values (``OK``), or the referral values (``PREFIX_REFERRAL``).
+    ``authoritative``: False for data this node does not hold — forwarded from upstream, or a
+    takeover copy — so front-ends do not claim it (Handle AT bit in the reply, RFC 3652
+    §2.2.2.3; DNS AA bit, RFC 1035 §4.1.1)."""
 
     outcome: Outcome
     values: tuple[HandleValue, ...] = ()
     message: str = ""
+    authoritative: bool = True

@@ -70,11 +70,11 @@ class TakeoverHandler:
         self.answered += 1
         self._note(ident.text, hit.source, hit.down_since_ms)
         if hit.blob is None:
-            return ResolveResult(Outcome.NOT_FOUND)
+            return ResolveResult(Outcome.NOT_FOUND, authoritative=False)
         result = select(unpack(hit.blob), request)
         if result.outcome is Outcome.OK:
             result = dataclasses.replace(result, message=NON_AUTHORITATIVE)
-        return result
+        return dataclasses.replace(result, authoritative=False)
 
     def _note(self, text: str, source: str, down_since_ms: int) -> None:
         """The rate-limited log line: the first answer for a source at once, then at most one

@@ -63,6 +63,7 @@ class DnsFrontEnd:
         if not isinstance(pending, responder.Pending):
             return pending
         found: responder.Found = None
+        authoritative = True
         if pending.key is not None:
             try:
                 ident = Identifier.parse(pending.key, case_sensitive=self.case_sensitive)
@@ -72,7 +73,9 @@ class DnsFrontEnd:
                 request = ResolveRequest(ident, public_only=True, recursive=self.recursion)
                 result = await self.resolver.resolve(request)
                 found = result.values if result.outcome is Outcome.OK else result.outcome
-        return responder.finish(pending, found, now=int(time.time()), ancestor=self.ancestor)
+                authoritative = result.authoritative
+        return responder.finish(pending, found, now=int(time.time()), ancestor=self.ancestor,
+                                authoritative=authoritative)  # fmt: skip
 
     def ancestor(self, prefix: str) -> bool:
         """Is ``prefix`` held here, or a dotted ancestor of a prefix held here?  ``0`` and

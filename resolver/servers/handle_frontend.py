@@ -23,6 +23,7 @@ bind a challenge to the client it was sent to; ``stream`` says the transport is 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from resolver.config import Config
@@ -132,6 +133,11 @@ class HandleFrontEnd:
         result = await self.resolver.resolve(request)
         if result.outcome is Outcome.AUTH_NEEDED and self.admin is not None:
             return self.admin.challenge(env, payload, header, body, peer=peer)
+        if not result.authoritative:
+            # Forwarded or taken-over data: the reply copies the request's flags, but AT in a
+            # response says "from a primary server of the handle's service" (RFC 3652
+            # §2.2.2.3), which this node is not for it.
+            header = dataclasses.replace(header, opflags=header.opflags & ~C.FLAG_AUTHORITATIVE)
         if result.outcome in (Outcome.OK, Outcome.PREFIX_REFERRAL):
             # A prefix referral (RC 303) is the reference's ServiceReferralResponse: an empty
             # referral handle, then the .PREFIX values (handle.md §3.4, §4 item 3).

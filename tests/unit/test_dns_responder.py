@@ -662,3 +662,14 @@ def test_unmutated_base_queries_all_answer():
     for packet in BASE:
         r = dns.message.from_wire(respond(packet, ZONE, Lookup(), now=NOW))
         assert r.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.REFUSED)
+
+
+def test_data_not_held_here_is_answered_without_aa():
+    wire = dns.message.make_query(name_of(SN), "TXT").to_wire()
+    pending = parse(wire, ZONE)
+    assert isinstance(pending, Pending)
+    r = dns.message.from_wire(finish(pending, RECORDS[SN], now=NOW, authoritative=False))
+    assert r.rcode() == dns.rcode.NOERROR and len(r.answer) == 1 and not r.flags & dns.flags.AA
+    pending = parse(wire, ZONE)
+    r = dns.message.from_wire(finish(pending, None, now=NOW, authoritative=False))
+    assert r.rcode() == dns.rcode.NXDOMAIN and not r.flags & dns.flags.AA

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 
+import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
@@ -105,6 +106,12 @@ def test_handle_with_rec_answers_the_secondarys_values(peers, proto):
     assert reply.header.rc == 1, reply.body
     assert reply.body.handle == b"88.119.5/x"  # the handle as asked
     assert triples(reply.body.values) == PUBLIC_X  # public values only
+    assert not reply.header.opflags & C.FLAG_AUTHORITATIVE  # forwarded: not ours to claim
+    authoritative = ask(a, "88.119.5/x", proto,
+                        flags=C.FLAG_RECURSIVE | C.FLAG_PUBLIC_ONLY | C.FLAG_AUTHORITATIVE)
+    assert authoritative.header.rc == 1 and not authoritative.header.opflags & C.FLAG_AUTHORITATIVE
+    local = ask(a, "88.118.8/demo-1", proto, flags=C.FLAG_PUBLIC_ONLY | C.FLAG_AUTHORITATIVE)
+    assert local.header.rc == 1 and local.header.opflags & C.FLAG_AUTHORITATIVE  # A's own data
     direct = ask(a, "88.119/y", proto)  # located by T's HS_SITE, no referral
     assert direct.header.rc == 1 and triples(direct.body.values) == [
         (1, "URL", b"https://b.example/88.119/y")]  # fmt: skip
@@ -156,6 +163,7 @@ def test_dns_answers_the_secondarys_values(peers):
     q = dns.message.make_query(to_dns_name("88.119.5/x", "id.idnode.test."), "TXT")
     r = dns.query.udp(q, "127.0.0.1", port=a.dns_port, timeout=5.0)
     assert r.rcode() == dns.rcode.NOERROR
+    assert not r.flags & dns.flags.AA  # forwarded data: not authoritative (RFC 1035 §4.1.1)
     (rrset,) = r.answer
     got = sorted(parse_txt(b"".join(rd.strings)) for rd in rrset)
     assert got == [(1, "URL", b"https://b.example/88.119.5/x"), (2, "EMAIL", b"ops@b.example")]

@@ -250,8 +250,11 @@ def parse(query: bytes, zone: Zone, *, max_udp: int = 1232, tcp: bool = False) -
 
 
 def finish(pending: Pending, found: Found, *, now: int,
-           ancestor: Callable[[str], bool] | None = None) -> bytes:  # fmt: skip
-    """The second half of ``respond``: ``found`` is the lookup's answer for ``pending.key``."""
+           ancestor: Callable[[str], bool] | None = None,
+           authoritative: bool = True) -> bytes:  # fmt: skip
+    """The second half of ``respond``: ``found`` is the lookup's answer for ``pending.key``.
+    ``authoritative=False`` (data forwarded from upstream or a takeover copy): the same
+    answer without AA (RFC 1035 §4.1.1: AA only from an authority for the data)."""
     resp, q, records = pending.resp, pending.question, _records(pending.zone)
     if isinstance(found, Outcome):  # a failed (or engine-answered) lookup: RCODE_FOR decides
         if RCODE_FOR[found] == dns.rcode.NXDOMAIN:
@@ -282,6 +285,8 @@ def finish(pending: Pending, found: Found, *, now: int,
                 # The RDATA is already wire format (answers' contract): carried as is.
                 rrset.add(dns.rdata.GenericRdata(dns.rdataclass.IN, rr.rtype, rr.rdata), rr.ttl)
             resp.answer.append(rrset)
+    if not authoritative:
+        resp.flags &= ~dns.flags.AA
     return _render(resp, pending.limit)
 
 
