@@ -496,13 +496,18 @@ def test_forwarder_only_for_recursive_requests_of_prefixes_not_held(tmp_path, st
     (tmp_path / "agent").mkdir()
     out = run(main())
     assert out["plain"] == ResolveResult(Outcome.NOT_RESPONSIBLE, message=NOT_HERE)
-    assert out["all"] == ResolveResult(Outcome.OK, (URL, EMAIL, DESC))  # public only
-    assert out["typed"] == ResolveResult(Outcome.OK, (EMAIL, DESC))  # type or index
+    # forwarded answers are not ours: not authoritative; local ones are
+    assert out["all"] == ResolveResult(Outcome.OK, (URL, EMAIL, DESC),  # public only
+                                       authoritative=False)  # fmt: skip
+    assert out["typed"] == ResolveResult(Outcome.OK, (EMAIL, DESC),  # type or index
+                                         authoritative=False)  # fmt: skip
     assert out["none"].outcome is Outcome.VALUES_NOT_FOUND
     assert out["private"].outcome is Outcome.AUTH_NEEDED  # as a local value without public read
-    assert out["gone"].outcome is Outcome.NOT_FOUND
-    assert out["nobody"] == ResolveResult(Outcome.NOT_RESPONSIBLE, message=NOT_HERE)
+    assert out["gone"].outcome is Outcome.NOT_FOUND and not out["gone"].authoritative
+    assert out["nobody"] == ResolveResult(Outcome.NOT_RESPONSIBLE, message=NOT_HERE,
+                                          authoritative=False)  # fmt: skip
     assert out["held"] == ResolveResult(Outcome.OK, (DESC,))
+    assert out["held"].authoritative
     assert out["held-miss"].outcome is Outcome.NOT_FOUND
     # the canonical key went upstream (the suffix case-folded), and nothing for held prefixes
     assert table.asked == ["88.119.5/X"] * 4 + ["88.119.5/GONE", "77.1/Y"]
