@@ -2396,6 +2396,19 @@ cdef struct DnsRR:
     int position  # URI priority - 1, NAPTR order - NAPTR_ORDER_BASE
 
 
+cdef inline int _field(const unsigned char* b, Py_ssize_t* p, Py_ssize_t end) noexcept nogil:
+    """The length of the u32-length-prefixed field at ``*p`` (RFC 3652 §2.2 UTF8-String /
+    byte string) and ``*p`` moved past it; -1 (``*p`` unspecified) when it overruns ``end``."""
+    cdef int n
+    if p[0] < 0 or p[0] + 4 > end:
+        return -1
+    n = <int>_u32(b + p[0])
+    if n < 0 or p[0] + 4 + n > end:
+        return -1
+    p[0] += 4 + n
+    return n
+
+
 cdef inline Py_ssize_t _b64_len(Py_ssize_t n) noexcept nogil:
     return (n + 2) // 3 * 4
 
@@ -2703,17 +2716,9 @@ cdef object _dns_answer(const unsigned char* q, Py_ssize_t n, object txn, object
             v = L.wstart + wo
             vend = v + wl
             p = v + VALUE_TYPE
-            tl = <int>_u32(b + p)
-            if tl < 0 or p + 4 + tl > vend:
-                return None
-            p += 4 + tl
-            if p + 4 > vend:
-                return None
-            dl = <int>_u32(b + p)
-            if dl < 0 or p + 4 + dl > vend:
-                return None
-            p += 4 + dl
-            if p + 4 > vend:
+            tl = _field(b, &p, vend)  # type
+            dl = _field(b, &p, vend)  # data
+            if tl < 0 or dl < 0 or p + 4 > vend:
                 return None
             rc = <int>_u32(b + p)
             p += 4

@@ -1009,6 +1009,17 @@ def _plain_label(label: bytes) -> bool:
     )
 
 
+
+def _field(blob: bytes, p: int, end: int) -> tuple[bytes | None, int]:
+    """The u32-length-prefixed field at ``p`` (RFC 3652 §2.2) and the offset past it; (None, p)
+    when it overruns ``end``."""
+    if p + 4 > end:
+        return None, p
+    n = _i32(blob, p)
+    if n < 0 or p + 4 + n > end:
+        return None, p
+    return blob[p + 4 : p + 4 + n], p + 4 + n
+
 def _dns_values(blob: bytes):
     """The values of a stored record, ``(index, ttl_type, ttl, perms, type, data)`` each in
     record order, or None wherever ``resolver.record.unpack`` would raise (a corrupt record is
@@ -1033,20 +1044,9 @@ def _dns_values(blob: bytes):
             return None
         v = wstart + wo
         end = v + wl
-        p = v + VALUE_TYPE
-        tl = _i32(blob, p)
-        if tl < 0 or p + 4 + tl > end:
-            return None
-        vtype = blob[p + 4 : p + 4 + tl]
-        p += 4 + tl
-        if p + 4 > end:
-            return None
-        dl = _i32(blob, p)
-        if dl < 0 or p + 4 + dl > end:
-            return None
-        data = blob[p + 4 : p + 4 + dl]
-        p += 4 + dl
-        if p + 4 > end:
+        vtype, p = _field(blob, v + VALUE_TYPE, end)
+        data, p = _field(blob, p, end)
+        if vtype is None or data is None or p + 4 > end:
             return None
         refs = _i32(blob, p)
         p += 4
