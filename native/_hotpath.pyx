@@ -16,8 +16,8 @@ import csv
 import hashlib
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.dict cimport PyDict_GetItem
-from cpython.ref cimport PyObject
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.string cimport memchr, memcmp, memcpy, memmove
 from libc.time cimport time
@@ -368,6 +368,110 @@ cdef object _lookup(bytes key, object txn, object records_db, object prefixes_db
     return blob
 
 
+# -- resolution statistics (contract: _hotpath_py.handle_resolve, ``tally``) ----------------
+# A dict update keyed by a new tuple costs ~1500 instructions (a tuple, two hashes, two tuple
+# compares, ints), more than a pumped answer can spare.  So replies are counted in C first, in
+# a ``Tally``: a few (prefix, outcome) slots, each holding its prefix's bytes and a count, found
+# by memcmp.  ``_tally_flush`` adds the slots to the caller's dict — once per call of the
+# public functions (~750 instructions with the last key reused), once per burst in
+# ``UdpPump.run`` (nothing can read the dict in between): a pumped reply costs a memcmp.
+
+cdef str TALLY_OK = "ok"
+cdef str TALLY_NOT_FOUND = "not_found"
+cdef str TALLY_VALUES_NOT_FOUND = "values_not_found"
+cdef tuple _OUTCOMES = (TALLY_OK, TALLY_NOT_FOUND, TALLY_VALUES_NOT_FOUND)
+cdef bytes NA_PREFIX = b"0.NA"
+
+_CONSTANTS.update({"TALLY_OK": TALLY_OK, "TALLY_NOT_FOUND": TALLY_NOT_FOUND,
+                   "TALLY_VALUES_NOT_FOUND": TALLY_VALUES_NOT_FOUND})  # fmt: skip
+
+cdef enum:
+    OUT_OK = 0  # indexes into _OUTCOMES
+    OUT_NOT_FOUND = 1
+    OUT_VALUES_NOT_FOUND = 2
+    TALLY_SLOTS = 8  # distinct (prefix, outcome) pairs held before a flush
+
+cdef struct TallySlot:
+    PyObject* prefix  # a reference of the slot's own (bytes), released by _tally_flush
+    const char* data  # the prefix's bytes and length
+    Py_ssize_t len
+    Py_ssize_t count
+    int outcome
+
+cdef struct Tally:
+    PyObject* counts  # the caller's dict, which the caller holds for as long as the tally
+    int n
+    TallySlot slot[TALLY_SLOTS]
+
+
+cdef inline int _outcome(unsigned int rc) noexcept nogil:
+    if rc == RC_SUCCESS:
+        return OUT_OK
+    return OUT_NOT_FOUND if rc == RC_NOT_FOUND else OUT_VALUES_NOT_FOUND
+
+
+cdef int _tally_add(Tally* t, bytes key, int outcome) except -1:
+    """One reply more for ``key``'s prefix (up to its first '/') and ``outcome``."""
+    cdef const char* k = PyBytes_AS_STRING(key)
+    cdef Py_ssize_t kn = PyBytes_GET_SIZE(key)
+    cdef const char* slash = <const char*>memchr(k, 47, kn)
+    cdef Py_ssize_t n = slash - k if slash != NULL else kn  # a storage key has its '/'
+    cdef TallySlot* s
+    cdef object prefix
+    cdef int i
+    for i in range(t.n):
+        s = &t.slot[i]
+        if s.outcome == outcome and s.len == n and memcmp(s.data, k, n) == 0:
+            s.count += 1
+            return 0
+    if t.n == TALLY_SLOTS:
+        _tally_flush(t)
+    if n == 4 and memcmp(k, b"0.NA", 4) == 0:
+        prefix = NA_PREFIX
+    else:
+        prefix = PyBytes_FromStringAndSize(k, n)
+    s = &t.slot[t.n]
+    Py_INCREF(prefix)
+    s.prefix = <PyObject*>prefix
+    s.data = PyBytes_AS_STRING(prefix)
+    s.len = n
+    s.count = 1
+    s.outcome = outcome
+    t.n += 1
+    return 0
+
+
+cdef tuple _last_entry = (b"", "")  # the key last counted: the dict finds it by identity
+
+
+cdef int _tally_flush(Tally* t) except -1:
+    """``counts[(prefix, outcome)] += count`` (from 0) for every slot; empties the tally.  The
+    slots' references are released even when an update raises."""
+    global _last_entry
+    cdef int i, n = t.n
+    cdef object entry
+    cdef bytes last
+    cdef PyObject* old
+    t.n = 0
+    try:
+        for i in range(n):
+            last = <bytes>_last_entry[0]
+            if (_last_entry[1] is _OUTCOMES[t.slot[i].outcome]
+                    and PyBytes_GET_SIZE(last) == t.slot[i].len
+                    and memcmp(PyBytes_AS_STRING(last), t.slot[i].data, t.slot[i].len) == 0):
+                entry = _last_entry
+            else:
+                entry = (<object>t.slot[i].prefix, _OUTCOMES[t.slot[i].outcome])
+                _last_entry = entry
+            old = PyDict_GetItem(<object>t.counts, entry)  # borrowed, or NULL: not counted yet
+            PyDict_SetItem(<object>t.counts, entry, t.slot[i].count if old == NULL
+                           else <object>old + t.slot[i].count)  # fmt: skip
+    finally:
+        for i in range(n):
+            Py_XDECREF(t.slot[i].prefix)
+    return 0
+
+
 cdef struct Layout:
     Py_ssize_t n
     Py_ssize_t wstart
@@ -562,7 +666,9 @@ cdef bytes _json_hit(bytes esc, const unsigned char* b, const Span* parts, Py_ss
     return out
 
 
-cdef object _http_answer(bytes blob, bytes handle, object types, object indexes):
+cdef object _http_answer(bytes blob, bytes handle, object types, object indexes,
+                         unsigned int* rc):
+    # ``rc``: set to the responseCode of the body returned (1 or 200).
     cdef const unsigned char* b = <const unsigned char*>PyBytes_AS_STRING(blob)
     cdef Layout L
     cdef Filter f
@@ -576,6 +682,7 @@ cdef object _http_answer(bytes blob, bytes handle, object types, object indexes)
         return None
     keep = _http_filter(types, indexes, &f)
     esc = json_escape(handle)
+    rc[0] = RC_SUCCESS
     if not f.active and L.all_public:
         whole.off = L.jstart
         whole.len = L.jlen
@@ -586,6 +693,7 @@ cdef object _http_answer(bytes blob, bytes handle, object types, object indexes)
         if k < 0:
             return None
         if k == 0:
+            rc[0] = RC_VALUES_NOT_FOUND
             return b"".join((HEAD_200, esc, TAIL_ERR))
         return _json_hit(esc, b, spans, k, total, False)
     finally:
@@ -594,8 +702,12 @@ cdef object _http_answer(bytes blob, bytes handle, object types, object indexes)
 
 
 def http_resolve(bytes handle, object types, object indexes, bint public_only, object txn,
-                 object records_db, object prefixes_db, bint case_sensitive=False):
-    cdef object key, blob
+                 object records_db, object prefixes_db, bint case_sensitive=False,
+                 dict tally=None):
+    """Contract: ``_hotpath_py.http_resolve``."""
+    cdef object key, blob, out
+    cdef unsigned int rc = RC_NOT_FOUND
+    cdef Tally t
     if not public_only:
         return None
     key = normalize_key(handle, case_sensitive)
@@ -605,22 +717,40 @@ def http_resolve(bytes handle, object types, object indexes, bint public_only, o
     if blob is None:
         return None
     if blob is _MISS:
-        return b"".join((HEAD_100, json_escape(handle), TAIL_ERR))
-    return _http_answer(blob, handle, types, indexes)
+        out = b"".join((HEAD_100, json_escape(handle), TAIL_ERR))
+    else:
+        out = _http_answer(blob, handle, types, indexes, &rc)
+        if out is None:
+            return None
+    if tally is not None:
+        t.counts = <PyObject*>tally
+        t.n = 0
+        _tally_add(&t, key, _outcome(rc))
+        _tally_flush(&t)
+    return out
 
 
 # -- Handle protocol -------------------------------------------------------------------------
 
 def handle_resolve(data, object txn, object records_db, object prefixes_db,
-                   bint case_sensitive=False, RecordCache cache=None):
+                   bint case_sensitive=False, RecordCache cache=None, dict tally=None):
+    """Contract: ``_hotpath_py.handle_resolve``."""
     cdef bytes req = data if type(data) is bytes else bytes(data)
-    return _handle_answer(<const unsigned char*>PyBytes_AS_STRING(req), PyBytes_GET_SIZE(req),
-                          txn, records_db, prefixes_db, case_sensitive, None, cache)
+    cdef Tally t
+    cdef object out
+    t.counts = <PyObject*>tally
+    t.n = 0
+    out = _handle_answer(<const unsigned char*>PyBytes_AS_STRING(req), PyBytes_GET_SIZE(req),
+                         txn, records_db, prefixes_db, case_sensitive, None, cache,
+                         &t if tally is not None else NULL)
+    if t.n:
+        _tally_flush(&t)
+    return out
 
 
 cdef object _handle_answer(const unsigned char* d, Py_ssize_t n, object txn, object records_db,
                            object prefixes_db, bint case_sensitive, list held,
-                           RecordCache cache):
+                           RecordCache cache, Tally* tally):
     cdef Py_ssize_t end, p, hl, count, tl, i, k = 0, total = 0, values_len = 0, body_len, dlen = 0
     cdef bint withheld = False
     cdef unsigned int opflags, rc
@@ -767,6 +897,8 @@ cdef object _handle_answer(const unsigned char* d, Py_ssize_t n, object txn, obj
             _put32(o, 0)
             o += 4
         _put32(o, 0)  # credential length
+        if tally != NULL:
+            _tally_add(tally, key, _outcome(rc))
         return out
     finally:
         if spans != stack:
@@ -2585,17 +2717,27 @@ cdef inline unsigned char _low(unsigned char c) noexcept nogil:
 
 
 def dns_answer(query, object txn, object records_db, object prefixes_db, DnsZone zone not None,
-               long long now, bint tcp=False, list held=None, RecordCache cache=None):
+               long long now, bint tcp=False, list held=None, RecordCache cache=None,
+               dict tally=None):
+    """Contract: ``_hotpath_py.dns_answer``."""
     cdef bytes q = query if type(query) is bytes else bytes(query)
+    cdef Tally t
+    cdef object out
     if now > DNS_NOW_LIMIT or now < -DNS_NOW_LIMIT:
         raise OverflowError("now out of range")
-    return _dns_answer(<const unsigned char*>PyBytes_AS_STRING(q), PyBytes_GET_SIZE(q), txn,
-                       records_db, prefixes_db, zone, now, tcp, held, cache)
+    t.counts = <PyObject*>tally
+    t.n = 0
+    out = _dns_answer(<const unsigned char*>PyBytes_AS_STRING(q), PyBytes_GET_SIZE(q), txn,
+                      records_db, prefixes_db, zone, now, tcp, held, cache,
+                      &t if tally is not None else NULL)
+    if t.n:
+        _tally_flush(&t)
+    return out
 
 
 cdef object _dns_answer(const unsigned char* q, Py_ssize_t n, object txn, object records_db,
                         object prefixes_db, DnsZone zone, long long now, bint tcp, list held,
-                        RecordCache cache):
+                        RecordCache cache, Tally* tally):
     cdef int starts[DNS_LABELS]
     cdef int nl = 0, own, i, j, qtype, ar
     cdef Py_ssize_t p, name_end, end, t, aw, limit, klen, size, k = 0, total, bangs = 0
@@ -2849,6 +2991,8 @@ cdef object _dns_answer(const unsigned char* q, Py_ssize_t n, object txn, object
             o[6] = 0
             o[7] = q[n - 4] & 0x80  # DO (RFC 3225 §3)
             o[8] = o[9] = o[10] = 0
+        if tally != NULL:
+            _tally_add(tally, key, OUT_OK)  # the TC form too: the record was found
         return out
     finally:
         if rr != stack:
@@ -3016,9 +3160,11 @@ cdef class UdpPump:
     cdef public RecordCache cache
     cdef readonly DnsZone dns
     cdef readonly bint hand_back
+    cdef public dict tally
     cdef public Py_ssize_t dropped
 
-    def __cinit__(self, sock, RecordCache cache=None, DnsZone dns=None, bint hand_back=False):
+    def __cinit__(self, sock, RecordCache cache=None, DnsZone dns=None, bint hand_back=False,
+                  dict tally=None):
         self.p = <idn_pump*>calloc(1, sizeof(idn_pump))
         if self.p == NULL:
             raise MemoryError()
@@ -3031,6 +3177,7 @@ cdef class UdpPump:
         self.cache = cache
         self.dns = dns
         self.hand_back = hand_back
+        self.tally = tally
         self.fd = sock.fileno()
         self.dropped = 0
 
@@ -3056,6 +3203,11 @@ cdef class UdpPump:
         cdef const unsigned char* d
         cdef object out, addr, txn
         cdef list keep = [], rest = [], held = [None]
+        cdef dict tally = self.tally  # counted in ``t``, added to the dict once per burst
+        cdef Tally t
+        cdef Tally* tp = &t if tally is not None else NULL
+        t.counts = <PyObject*>tally
+        t.n = 0
         if self.fd < 0 or self.sock.fileno() != self.fd:
             raise OSError(9, "UdpPump: socket closed")
         with nogil:
@@ -3074,11 +3226,11 @@ cdef class UdpPump:
                 try:
                     if self.dns is not None:
                         out = _dns_answer(d, self.p.lens[i], txn, records_db, prefixes_db,
-                                          self.dns, now, False, held, self.cache)
+                                          self.dns, now, False, held, self.cache, tp)
                         fits = out is not None  # within the client's UDP limit already
                     else:
                         out = _handle_answer(d, self.p.lens[i], txn, records_db, prefixes_db,
-                                             case_sensitive, held, self.cache)
+                                             case_sensitive, held, self.cache, tp)
                         fits = out is not None and PyBytes_GET_SIZE(out) <= UDP_PACKET
                 except Exception:
                     out = None  # the general path answers it, and reports the failure
@@ -3096,7 +3248,11 @@ cdef class UdpPump:
                 rest.append((PyBytes_FromStringAndSize(<const char*>d, self.p.lens[i]), addr,
                              out))  # fmt: skip
         finally:
-            txn.abort()
+            try:
+                txn.abort()
+            finally:
+                if t.n:
+                    _tally_flush(&t)
         if queued:
             with nogil:
                 i = idn_send(self.p, self.fd, queued)

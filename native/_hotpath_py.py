@@ -23,6 +23,7 @@ from native.constants import (
     RESYNC_LIMIT, DIR_SIZE, FLAG_REQUEST_DIGEST, FLAGS_NOT_FAST, HEADER_SIZE, LAYOUT_VERSION,
     MAX_DATAGRAM, MAX_HANDLE, MAX_MESSAGE, MAX_PREFIX, NA_PREFIX, PERM_PUBLIC_READ, PROTOCOL_MAJOR,
     PROTOCOL_MINOR, PUMP_BATCH, STRUCTURED_TYPES, UDP_PACKET, VALUE_MIN, VALUE_PERMS, VALUE_TYPE,
+    TALLY_NOT_FOUND, TALLY_OK, TALLY_VALUES_NOT_FOUND,
     DNS_MAX_APEX, DNS_MAX_NAME, DNS_MAX_RDATA, DNS_MAX_TCP, DNS_MAX_TTL, DNS_MIN_UDP, DNS_NAPTR,
     DNS_NOW_LIMIT, DNS_TXT, DNS_URI, NAPTR_ORDER_BASE, NAPTR_PREFERENCE, TTL_ABSOLUTE,
 )  # fmt: skip
@@ -205,10 +206,16 @@ class RecordCache:
         self.txn_id = tid
 
 
-def _fetch(handle: bytes, case_sensitive: bool, txn, records_db, prefixes_db, cache=None):
-    """``_lookup`` of a handle as the client wrote it; None also for an invalid handle."""
-    key = normalize_key(handle, case_sensitive)
-    return None if key is None else _lookup(key, txn, records_db, prefixes_db, cache)
+def _check_tally(tally) -> None:
+    """``tally`` is None or exactly a dict (``handle_resolve`` defines the contract)."""
+    if tally is not None and type(tally) is not dict:
+        raise TypeError(f"tally must be a dict or None, not {type(tally).__name__}")
+
+
+def _count(tally: dict, key: bytes, outcome: str) -> None:
+    """One reply more for the storage key's prefix (up to its first '/') and ``outcome``."""
+    k = (key[: key.find(b"/")], outcome)
+    tally[k] = tally.get(k, 0) + 1
 
 
 def _select(blob: bytes, types, indexes, json: bool):
@@ -263,7 +270,7 @@ def _select(blob: bytes, types, indexes, json: bool):
 
 
 def http_resolve(handle, types, indexes, public_only, txn, records_db, prefixes_db,
-                 case_sensitive=False):  # fmt: skip
+                 case_sensitive=False, tally=None):  # fmt: skip
     """Answer ``GET /api/handles/{handle}`` from the store, or return None.
 
     Arguments: ``handle`` the percent-decoded identifier bytes; ``types`` a tuple of type
@@ -273,24 +280,39 @@ def http_resolve(handle, types, indexes, public_only, txn, records_db, prefixes_
     Returns the complete JSON body of a resolution under a held prefix — responseCode 1 (hit),
     100 (authoritative miss) or 200 (every value filtered away) — or None for anything
     unusual: invalid identifier, prefix not held, non-public request, corrupt record.
+
+    ``tally``: counts each body returned, as ``handle_resolve`` defines — the outcome by
+    responseCode (1 ``TALLY_OK``, 100 ``TALLY_NOT_FOUND``, 200 ``TALLY_VALUES_NOT_FOUND``).
     """
+    _check_tally(tally)
     if not public_only:
         return None
-    blob = _fetch(handle, case_sensitive, txn, records_db, prefixes_db)
+    key = normalize_key(handle, case_sensitive)
+    if key is None:
+        return None
+    blob = _lookup(key, txn, records_db, prefixes_db)
     if blob is None:
         return None
     if blob is _MISS:
-        return b'{"responseCode":100,"handle":"' + json_escape(handle) + b'"}'
-    sel = _select(bytes(blob), types, indexes, True)
-    if sel is None:
-        return None
-    whole, parts, _withheld = sel  # public_only: withheld values are simply not shown
-    head = b'{"responseCode":1,"handle":"' + json_escape(handle) + b'","values":'
-    if whole is not None:
-        return head + whole + b"}"
-    if not parts:
-        return b'{"responseCode":200,"values":[],"handle":"' + json_escape(handle) + b'"}'
-    return head + b"[" + b",".join(parts) + b"]}"
+        out = b'{"responseCode":100,"handle":"' + json_escape(handle) + b'"}'
+        outcome = TALLY_NOT_FOUND
+    else:
+        sel = _select(bytes(blob), types, indexes, True)
+        if sel is None:
+            return None
+        whole, parts, _withheld = sel  # public_only: withheld values are simply not shown
+        head = b'{"responseCode":1,"handle":"' + json_escape(handle) + b'","values":'
+        outcome = TALLY_OK
+        if whole is not None:
+            out = head + whole + b"}"
+        elif parts:
+            out = head + b"[" + b",".join(parts) + b"]}"
+        else:
+            out = b'{"responseCode":200,"values":[],"handle":"' + json_escape(handle) + b'"}'
+            outcome = TALLY_VALUES_NOT_FOUND
+    if tally is not None:
+        _count(tally, key, outcome)
+    return out
 
 
 # -- Handle protocol ---------------------------------------------------------------------------
@@ -303,13 +325,16 @@ _RC_NOT_FOUND = b"\0\0\0\x64"
 _RC_VALUES_NOT_FOUND = b"\0\0\0\xc8"
 _NO_CREDENTIAL = b"\0\0\0\0"
 _EMPTY_MESSAGE = b"\0\0\0\0"
+_TALLY_FOR_RC = {_RC_SUCCESS: TALLY_OK, _RC_NOT_FOUND: TALLY_NOT_FOUND,
+                 _RC_VALUES_NOT_FOUND: TALLY_VALUES_NOT_FOUND}  # fmt: skip
 
 
 def _i32(d: bytes, o: int) -> int:
     return _I(d[o : o + 4], "big", signed=True)
 
 
-def handle_resolve(data, txn, records_db, prefixes_db, case_sensitive=False, cache=None):
+def handle_resolve(data, txn, records_db, prefixes_db, case_sensitive=False, cache=None,
+                   tally=None):  # fmt: skip
     """Answer a plain OC_RESOLUTION message (one UDP datagram or one TCP frame), or return None.
 
     Takes the complete request bytes (envelope + header + body + credential).  Answers only:
@@ -319,7 +344,19 @@ def handle_resolve(data, txn, records_db, prefixes_db, case_sensitive=False, cac
     the selected values, RC 100 for an authoritative miss, RC 200 when every value is filtered
     away — with the request digest when RD is set, at the negotiated version.  None otherwise.
     ``cache``: a ``RecordCache`` synced to ``txn`` (the answer is the same without it).
+
+    ``tally`` (the fast paths' resolution statistics; defined here for ``http_resolve``,
+    ``dns_answer`` and ``UdpPump`` too): None, or a ``dict`` — exactly, not a subclass, whose
+    methods the Cython twin would bypass; anything else raises ``TypeError`` at the call, even
+    for a request then declined.  Every reply returned adds one to ``tally[(prefix,
+    outcome)]`` (a missing key counts from 0): ``prefix`` the storage key (``normalize_key``'s)
+    up to its first ``/`` — ``b"0.NA"`` for a prefix handle —, ``outcome`` ``TALLY_OK`` (RC 1),
+    ``TALLY_NOT_FOUND`` (RC 100) or ``TALLY_VALUES_NOT_FOUND`` (RC 200): the values of
+    ``resolver.errors.Outcome`` members.  A call that returns None (declined, too long) or
+    raises counts nothing; the answer bytes are the same with or without ``tally``.  The caller
+    drains the dict (swapping in a new one is safe between calls).
     """
+    _check_tally(tally)
     n = len(data)
     if n < _HDR_END + 16 or data[0] != PROTOCOL_MAJOR or data[2] & 0xE0:
         return None
@@ -359,7 +396,10 @@ def handle_resolve(data, txn, records_db, prefixes_db, case_sensitive=False, cac
         p += 4 + tl
     if p != end:
         return None
-    blob = _fetch(handle, case_sensitive, txn, records_db, prefixes_db, cache)
+    key = normalize_key(handle, case_sensitive)
+    if key is None:
+        return None
+    blob = _lookup(key, txn, records_db, prefixes_db, cache)
     if blob is None:
         return None
     if blob is _MISS:
@@ -395,6 +435,8 @@ def handle_resolve(data, txn, records_db, prefixes_db, case_sensitive=False, cac
     length = _HEADER_LEN + len(body) + 4
     if length > MAX_MESSAGE:
         return None  # too long to send: the general path answers with an error
+    if tally is not None:
+        _count(tally, key, _TALLY_FOR_RC[rc])
     return b"".join((
         bytes((version[0], version[1], PROTOCOL_MAJOR, PROTOCOL_MINOR)),
         data[4:12],  # session id, request id
@@ -1153,14 +1195,15 @@ def _dns_rrs(values, qtype: int, now: int):
 
 
 def dns_answer(query, txn, records_db, prefixes_db, zone, now, tcp=False, held=None,
-               cache=None):  # fmt: skip
+               cache=None, tally=None):  # fmt: skip
     """Answer the common DNS query from the store exactly as the general path does, or None.
 
     ``query``: one DNS message (bytes); ``zone``: a ``DnsZone``; ``now``: the UNIX time the TTLs
     of absolute-TTL values count from; ``tcp``: the response goes over TCP (limit 65535, not the
     UDP payload); ``held``, ``cache``: as for ``_lookup`` (a ``[prefix or None]`` list reused
     through one transaction, a ``RecordCache`` synced to ``txn``) — the answer is the same
-    without them.  ``OverflowError`` for ``now`` outside ±2⁶²; nothing else raises but the store.
+    without them.  ``OverflowError`` for ``now`` outside ±2⁶², ``TypeError`` for a ``tally``
+    neither None nor a dict; nothing else raises but the store.
 
     Not None exactly when the general path answers from a stored record — and then the bytes
     are ``responder.respond(query, Zone(apex, case_sensitive), lookup, now=now,
@@ -1184,7 +1227,12 @@ def dns_answer(query, txn, records_db, prefixes_db, zone, now, tcp=False, held=N
     ``zone.max_udp``, the query's DO bit, no options) if the query had one.  Over the size
     limit (TCP 65535; UDP with OPT max(512, min(payload, max_udp)); UDP 512) the response is
     header (TC and AA set, ANCOUNT 0) + question + OPT, as the general path makes it.
+
+    ``tally``: counts each response returned, as ``handle_resolve`` defines — always
+    ``TALLY_OK`` (only existing records with RRs are answered here; the TC form too: the record
+    was found), under the prefix of the identifier ``P/S`` (``P``, upper-cased).
     """
+    _check_tally(tally)
     q = query if type(query) is bytes else bytes(query)
     now = operator.index(now)
     if not -DNS_NOW_LIMIT <= now <= DNS_NOW_LIMIT:
@@ -1250,6 +1298,9 @@ def dns_answer(query, txn, records_db, prefixes_db, zone, now, tcp=False, held=N
     opt = _DNS_OPT.pack(0, 41, zone.max_udp, 0, 0, q[n - 4] & 0x80, 0, 0) if ar else b""
     flags = 0x8400 | (flags & 0x0110)  # QR, AA; RD and CD echoed
     size = 12 + len(question) + sum(12 + len(rd) for rd in rdatas) + len(opt)
+    if tally is not None:
+        k = (prefix, TALLY_OK)
+        tally[k] = tally.get(k, 0) + 1
     if size > limit:
         return _DNS_HEADER.pack(qid, flags | 0x0200, 1, 0, 0, ar) + question + opt
     parts = [_DNS_HEADER.pack(qid, flags, 1, len(rdatas), 0, ar), question]
@@ -1268,9 +1319,10 @@ BATCH = PUMP_BATCH
 class UdpPump:
     """Answers a burst of datagrams waiting on a non-blocking UDP socket.
 
-    ``UdpPump(sock, cache=None, dns=None, hand_back=False)`` keeps the socket (and, in the
-    Cython twin, receive buffers for ``BATCH`` datagrams of up to ``MAX_DATAGRAM`` bytes), an
-    optional ``RecordCache``, and the protocol: Handle, or DNS when ``dns`` is a ``DnsZone``.
+    ``UdpPump(sock, cache=None, dns=None, hand_back=False, tally=None)`` keeps the socket
+    (and, in the Cython twin, receive buffers for ``BATCH`` datagrams of up to ``MAX_DATAGRAM``
+    bytes), an optional ``RecordCache``, the protocol — Handle, or DNS when ``dns`` is a
+    ``DnsZone`` — and an optional ``tally`` (below).
     ``run(env, records_db, prefixes_db, case_sensitive)`` reads at most ``BATCH`` datagrams
     without blocking, then begins one read transaction of the py-lmdb environment ``env`` —
     after the burst arrived, so every answer sees each write committed before its request was
@@ -1291,16 +1343,35 @@ class UdpPump:
     dropped, as UDP may, and counted in ``dropped``.  An error reading the socket before any
     datagram was read raises ``OSError``.  The Cython twin moves the burst with one
     ``recvmmsg`` and one ``sendmmsg`` where the system has them.
+
+    ``tally``: None or a dict, as ``handle_resolve`` defines (``TypeError`` otherwise, at
+    construction or when set); a public attribute, settable between runs like ``cache``.  Each
+    ``run`` counts into the dict it holds when the run starts, as if passing it to the answer
+    function of every datagram of the burst: each reply that function gives is counted once,
+    wherever it then goes — sent, handed back in ``rest`` for splitting (Handle, too long for
+    one packet) or with ``hand_back``; a datagram declined (reply None) or whose answer
+    function raised counts nothing.  The counts are in the dict when ``run`` returns (the
+    Cython twin adds them once per burst, not per datagram).
     """
 
-    def __init__(self, sock, cache=None, dns=None, hand_back=False) -> None:
+    def __init__(self, sock, cache=None, dns=None, hand_back=False, tally=None) -> None:
         if dns is not None and not isinstance(dns, DnsZone):
             raise TypeError("dns must be a DnsZone")
         self.sock = sock
         self.cache = cache
         self.dns = dns
         self.hand_back = bool(hand_back)
+        self.tally = tally
         self.dropped = 0
+
+    @property
+    def tally(self):
+        return self._tally
+
+    @tally.setter
+    def tally(self, tally) -> None:
+        _check_tally(tally)
+        self._tally = tally
 
     def run(self, env, records_db, prefixes_db, case_sensitive=False):
         recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
@@ -1318,7 +1389,7 @@ class UdpPump:
         if not burst:
             return 0, rest
         replies = []
-        zone, hand_back, held = self.dns, self.hand_back, [None]
+        zone, hand_back, held, tally = self.dns, self.hand_back, [None], self._tally
         now = int(time.time())
         txn = env.begin()  # after the burst arrived: it sees every write made before it was sent
         try:
@@ -1328,11 +1399,11 @@ class UdpPump:
                 try:
                     if zone is not None:
                         out = dns_answer(data, txn, records_db, prefixes_db, zone, now, False,
-                                         held, self.cache)  # fmt: skip
+                                         held, self.cache, tally)  # fmt: skip
                         fits = out is not None
                     else:
                         out = handle_resolve(data, txn, records_db, prefixes_db, case_sensitive,
-                                             self.cache)  # fmt: skip
+                                             self.cache, tally)  # fmt: skip
                         fits = out is not None and len(out) <= UDP_PACKET
                 except Exception:
                     out, fits = None, False  # the general path answers it, and reports the failure

@@ -1,11 +1,13 @@
 """Numbers both hot-path twins share: limits of an identifier, the stored record layout v1,
 the value limits and defaults a record packed from JSON obeys, the Handle message fields the fast
-path reads, the UDP pump, the change log and the DNS fast path.
+path reads, the UDP pump, the change log, the DNS fast path and the outcomes the fast paths
+count (``tally``).
 
 Restated here because ``native`` imports nothing of ours; ``tests/parity`` asserts they equal
 the values in ``resolver.record``, ``resolver.values``, ``resolver.identifier``,
-``resolver.protocols.handle.constants`` and ``resolver.store.schema``, and
-``tests/unit/test_native_dns.py`` the DNS ones against ``resolver.protocols.dns``.
+``resolver.protocols.handle.constants``, ``resolver.store.schema`` and
+``resolver.errors.Outcome``, and ``tests/unit/test_native_dns.py`` the DNS ones against
+``resolver.protocols.dns``.
 """
 
 MAX_HANDLE = 2048  # bytes of UTF-8 (handle.md §1, Common.MAX_HANDLE_LENGTH)
@@ -67,3 +69,8 @@ NAPTR_ORDER_BASE = 100
 NAPTR_PREFERENCE = 10
 TTL_ABSOLUTE = 1  # resolver.values: ttl is a UNIX expiry time
 DNS_NOW_LIMIT = 1 << 62  # |now| bound: TTL arithmetic stays inside 64 bits
+
+# Outcomes a fast path counts in its ``tally`` (resolver.errors.Outcome values; issue 7 §6)
+TALLY_OK = "ok"  # Handle RC 1, REST responseCode 1, a DNS answer
+TALLY_NOT_FOUND = "not_found"  # RC / responseCode 100
+TALLY_VALUES_NOT_FOUND = "values_not_found"  # RC / responseCode 200
