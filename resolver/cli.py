@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import os
 import sys
+import time
 
 import native
 from resolver import __version__, config as config_mod
@@ -168,12 +169,19 @@ def cmd_serve(cfg) -> int:
         upstream_text = (f"upstream {', '.join(cfg.upstream_servers)} (recursion "
                          f"{'on' if cfg.upstream_recursion else 'off'}) ")  # fmt: skip
     takeover_secret = _takeover_secret(cfg)  # unreadable secret: fail before forking
+    report_token = _report_token(cfg)  # likewise
     if cfg.takeover_sources:  # the agent pulls the copy, with or without [upstream] servers
         from resolver.upstream.link import agent_socket_name
 
         agent_socket = agent_socket or agent_socket_name(os.getpid(), cfg.data)
         upstream_text += (f"takeover {', '.join(cfg.takeover_sources)} (answering "
                           f"{'on' if cfg.takeover_enabled else 'off'}) ")  # fmt: skip
+    if cfg.stats_report_url or cfg.stats_report_dir:  # the agent reports the statistics
+        from resolver.upstream.link import agent_socket_name
+
+        agent_socket = agent_socket or agent_socket_name(os.getpid(), cfg.data)
+        targets = [t for t in (cfg.stats_report_url, cfg.stats_report_dir) if t]
+        upstream_text += f"stats report → {', '.join(targets)} "
     loop_kind = "uvloop" if _has_uvloop() else "asyncio"
     scheme = "https" if cfg.tls_cert else "http"
     banner = (f"idnode {__version__}: {scheme}://{cfg.host}:{http_port}/api/handles/ "
@@ -189,7 +197,7 @@ def cmd_serve(cfg) -> int:
     def agent() -> None:
         for sock in reserved:
             sock.close()
-        _run_agent(cfg, agent_socket, registration_auth, takeover_secret)
+        _run_agent(cfg, agent_socket, registration_auth, takeover_secret, report_token)
 
     def started() -> None:
         # A bound UDP socket in a SO_REUSEPORT group receives its share of datagrams even when
@@ -239,18 +247,65 @@ def _run_worker(cfg, agent_socket: str | None = None) -> None:
         store.close()
 
 
-def _run_agent(cfg, agent_socket: str, registration_auth=None, takeover_secret=None) -> None:
+def _run_agent(cfg, agent_socket: str, registration_auth=None, takeover_secret=None,
+               report_token: str = "") -> None:  # fmt: skip
     """The upstream agent process: the node's one recursor, its cache, single-flight and
-    upstream health, built inside the agent's event loop; and, with ``[upstream] prefixes``,
-    the prefix registrar (issue 7 §2)."""
+    upstream health, built inside the agent's event loop; and its background services: with
+    ``[upstream] prefixes`` the prefix registrar (issue 7 §2), with ``[takeover] sources`` the
+    takeover sync (§7), with upstream servers the flush of the upstream-query counters and with
+    a ``[stats]`` report target the statistics report (§6)."""
+    from resolver.core import stats
     from resolver.upstream.agent import run_agent
+
+    made = []
+
+    def make_recursor():
+        made.append(_make_recursor(cfg))
+        return made[0]
+
+    def upstream_queries():
+        hour = int(time.time()) // 3600
+        return {(prefix, hour, stats.UPSTREAM_QUERY): n
+                for prefix, n in made[0].drain_prefix_queries().items()}  # fmt: skip
 
     background = []
     if registration_auth is not None:
         background.append(lambda: _make_registrar(cfg, registration_auth))
     if takeover_secret is not None:
         background.append(lambda: _make_takeover(cfg, takeover_secret))
-    run_agent(cfg, agent_socket, lambda: _make_recursor(cfg), background=background)
+    if cfg.upstream_servers:
+        background.append(lambda: stats.Flusher(_agent_store(cfg), upstream_queries,
+                                                cfg.stats_flush_interval))  # fmt: skip
+    if cfg.stats_report_url or cfg.stats_report_dir:
+        background.append(lambda: _make_reporter(cfg, report_token))
+    run_agent(cfg, agent_socket, make_recursor, background=background)
+
+
+def _report_token(cfg) -> str:
+    """The bearer token of ``[stats] report_token_file`` ("" without one); ConfigError when
+    unreadable."""
+    if not cfg.stats_report_token_file:
+        return ""
+    try:
+        with open(cfg.stats_report_token_file, encoding="utf-8") as fh:
+            token = fh.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("stats.report_token_file", f"cannot read: {exc}") from None
+    if not token or any(c in token for c in "\r\n"):
+        raise ConfigError("stats.report_token_file", "expected one line holding the token")
+    return token
+
+
+def _make_reporter(cfg, token: str):
+    """The statistics report (issue 7 §6) in the agent, on its store handle."""
+    from resolver.upstream.report import StatsReporter
+
+    site = f"{cfg.handle_advertise or cfg.host}:{cfg.handle_port}"
+    node = {"role": cfg.role, "site": site,
+            "prefixes": sorted(p.decode("utf-8") for p in _agent_store(cfg).prefixes())}
+    return StatsReporter(_agent_store(cfg), interval=cfg.stats_report_interval,
+                         url=cfg.stats_report_url, directory=cfg.stats_report_dir, token=token,
+                         node=node)  # fmt: skip
 
 
 def _takeover_secret(cfg) -> bytes | None:
@@ -344,8 +399,6 @@ def _make_recursor(cfg):
 def cmd_upstream_status(cfg) -> int:
     """``idnode upstream status``: the agent's status file, pretty-printed; 1 when there is
     none or it is stale (no agent running for this data directory)."""
-    import time
-
     import orjson
 
     from resolver.upstream.agent import STATUS_FILE, STATUS_INTERVAL
@@ -357,7 +410,7 @@ def cmd_upstream_status(cfg) -> int:
     except FileNotFoundError:
         print(f"idnode upstream status: no upstream agent is running for {cfg.data} "
               f"(no {STATUS_FILE}; it needs `idnode serve` with [upstream] servers or "
-              "[takeover] sources)",
+              "[takeover] sources or a [stats] report target)",
               file=sys.stderr)  # fmt: skip
         return 1
     except (OSError, orjson.JSONDecodeError) as exc:
@@ -404,13 +457,16 @@ def _operator_http(admin):
 
 def _extensions(admin) -> tuple:
     """The ``/api/v1/`` drivers beyond the Handle.net API: operator endpoints, import jobs,
-    metadata templates."""
+    metadata templates, statistics."""
     from registry.imports import Importer
+    from registry.stats import Statistics
     from resolver.servers.http_imports import ImportsHttp
+    from resolver.servers.http_stats import StatsHttp
     from resolver.servers.http_templates import TemplatesHttp
 
     return (_operator_http(admin), ImportsHttp(admin, Importer(admin.registry)),
-            TemplatesHttp(admin, admin.registry.templates))
+            TemplatesHttp(admin, admin.registry.templates),
+            StatsHttp(admin, Statistics(admin.registry)))
 
 
 def _has_uvloop() -> bool:

@@ -91,6 +91,16 @@ admins); ``enabled`` needs ``sources``.  With sources, ``idnode serve`` runs the
 ``down_after``: a source is unreachable once its pulls have failed (no HTTP answer), with no
 success in between, for that many seconds from the first failure; failing sources are tried
 every ``min(interval, 1)`` seconds.
+
+    [stats]                      # counters per prefix and hour (issue 7 §6)
+    flush_interval = 10          # seconds a worker keeps its counts in memory before writing
+    report_url = ""              # POST a JSON report here (http[s]://host[:port]/path)
+    report_dir = ""              # and/or write each report as a file into this directory
+    report_interval = 3600       # seconds between two reports
+    report_token_file = ""       # bearer token sent with the POST (one line)
+
+Counters are served by ``GET /api/v1/stats``; reports (``resolver.upstream.report``) are made
+by the upstream agent, which ``idnode serve`` runs when a report target is set.
 """
 
 from __future__ import annotations
@@ -171,6 +181,11 @@ class Config:
     takeover_interval: float = 10.0
     takeover_enabled: bool = False
     takeover_down_after: float = 3.0
+    stats_flush_interval: float = 10.0
+    stats_report_url: str = ""
+    stats_report_dir: str = ""
+    stats_report_interval: float = 3600.0
+    stats_report_token_file: str = ""
 
     @property
     def dns_ns_names(self) -> tuple[str, ...]:
@@ -254,6 +269,11 @@ _FILE_KEYS = {
     "takeover.interval": "takeover_interval",
     "takeover.enabled": "takeover_enabled",
     "takeover.down_after": "takeover_down_after",
+    "stats.flush_interval": "stats_flush_interval",
+    "stats.report_url": "stats_report_url",
+    "stats.report_dir": "stats_report_dir",
+    "stats.report_interval": "stats_report_interval",
+    "stats.report_token_file": "stats_report_token_file",
 }
 _SUBTABLES = frozenset({"dns.rrl"})
 #: ``[node] role``: a secondary node serves its enterprises' prefixes and asks the top-level
@@ -370,6 +390,20 @@ def _check(field: str, key: str, v: Any) -> Any:
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= 86400:
             raise ConfigError(key, f"expected a number of seconds between {lo:g} and 86400")
         return float(v)
+    if field in ("stats_flush_interval", "stats_report_interval"):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.1 <= v <= 86400:
+            raise ConfigError(key, "expected a number of seconds between 0.1 and 86400")
+        return float(v)
+    if field == "stats_report_url":
+        if not isinstance(v, str):
+            raise ConfigError(key, 'expected a URL such as "https://top.example/stats"')
+        return _report_url(key, v) if v else v
+    if field == "stats_report_dir":
+        if not isinstance(v, str):
+            raise ConfigError(key, f"expected a directory path, got {v!r}")
+        if v and not os.path.isdir(v):
+            raise ConfigError(key, f"no such directory: {v}")
+        return v
     if field == "takeover_sources":
         if not isinstance(v, (list, tuple)) or not all(isinstance(u, str) for u in v):
             raise ConfigError(key, 'expected a list of REST base URLs, e.g. '
@@ -386,7 +420,7 @@ def _check(field: str, key: str, v: Any) -> Any:
             raise ConfigError(key, 'expected an identity such as "300:0.NA/88.118"')
         return _identity(key, v) if v else v
     if field in ("tls_cert", "tls_key", "upstream_secret_file", "upstream_key_file",
-                 "takeover_secret_file"):  # fmt: skip
+                 "takeover_secret_file", "stats_report_token_file"):  # fmt: skip
         if not isinstance(v, str):
             raise ConfigError(key, f"expected a file path, got {v!r}")
         if v and not os.path.isfile(v):
@@ -468,6 +502,22 @@ def _identity(key: str, a: str) -> str:
     return a
 
 
+def _report_url(key: str, text: str) -> str:
+    """An ``http[s]://host[:port]/path`` URL to POST reports to (no credentials in it: the
+    token lives in ``report_token_file``), or ConfigError."""
+    try:
+        u = urllib.parse.urlsplit(text.strip())
+        _ = u.port  # ValueError when not a number in 0..65535
+    except ValueError as exc:
+        raise ConfigError(key, f"{text!r}: {exc}") from None
+    if u.scheme.lower() not in ("http", "https") or not u.hostname:
+        raise ConfigError(key, f"{text!r}: expected http[s]://host[:port]/path")
+    if u.username or u.password or u.fragment:
+        raise ConfigError(key, f"{text!r}: no credentials or fragment in the URL (the token "
+                               "goes in report_token_file)")  # fmt: skip
+    return text.strip()
+
+
 def _rest_base(key: str, text: str) -> str:
     """``http[s]://host[:port][/]`` → its one spelling (scheme lower-case, no trailing
     ``/``), or ConfigError: a node's REST base URL, without path, query or credentials."""
@@ -535,7 +585,7 @@ def read_file(path: str) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise ConfigError(section, "unknown option (options live in [store], [http], "
                                        "[handle], [dns], [node], [upstream], "
-                                       "[takeover])")  # fmt: skip
+                                       "[takeover], [stats])")  # fmt: skip
         items = list(body.items())
         for name, value in items:
             key = f"{section}.{name}"

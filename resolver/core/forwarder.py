@@ -10,13 +10,15 @@ RC 301), so a node with ``[upstream] recursion = false`` behaves exactly as befo
 The link is injected and duck-typed (``core`` never imports ``upstream``; the composition root
 hands in a ``resolver.upstream.link.UpstreamLink``)::
 
-    async link.resolve(key: str) -> ResolveResult
+    async link.resolve(key: str, *, fresh: bool = False) -> ResolveResult
 
 ``key`` is the identifier's storage key as text (``Identifier.key``: the canonical form, so
 that every spelling of one identifier shares one cache entry and one upstream query node-wide).
 The link answers every value with public read that upstream gave (``OK``), or an outcome
 (``NOT_FOUND``, ``VALUES_NOT_FOUND``, ``NOT_RESPONSIBLE``, ``RECURSION_LIMIT``,
-``UPSTREAM_UNAVAILABLE``, ...); it never raises for an unreachable upstream.  Here the
+``UPSTREAM_UNAVAILABLE``, ...); it never raises for an unreachable upstream.  ``fresh`` (the
+request's ``authoritative``: Handle AT flag, REST ``auth``): the answer must come from the
+identifier's primary site now, not from the node's cache.  Here the
 request's own selection — types, indexes, ``public_only`` — is applied to the values with
 ``core.select``, the rule local answers follow, so a forwarded answer reads like a local one.
 """
@@ -33,7 +35,7 @@ from resolver.errors import Outcome
 
 
 class Link(Protocol):
-    async def resolve(self, key: str) -> ResolveResult: ...
+    async def resolve(self, key: str, *, fresh: bool = False) -> ResolveResult: ...
 
 
 class ForwarderHandler:
@@ -49,7 +51,8 @@ class ForwarderHandler:
             key = request.identifier.key.decode("utf-8")
         except UnicodeDecodeError:  # keys come from valid UTF-8; nothing to ask upstream for
             return None
-        result = await self.link.resolve(key)
+        # AT: "bypass caches, primary only" (RFC 3652 §2.2.2.3; handle.md §3.2)
+        result = await self.link.resolve(key, fresh=request.authoritative)
         if result.outcome is Outcome.OK:
             result = select(result.values, request)
         elif result.outcome is Outcome.NOT_RESPONSIBLE and not result.message:

@@ -18,6 +18,7 @@ import time
 
 import native
 from resolver.config import Config
+from resolver.core import stats
 from resolver.core.engine import Resolver
 from resolver.core.request import ResolveRequest
 from resolver.errors import IdnodeError, Outcome
@@ -48,8 +49,11 @@ def native_zone(config: Config):
 
 
 class DnsFrontEnd:
-    def __init__(self, resolver: Resolver, store: LmdbStore, config: Config) -> None:
+    def __init__(self, resolver: Resolver, store: LmdbStore, config: Config,
+                 tally: dict | None = None) -> None:  # fmt: skip
         self.resolver = resolver
+        #: resolutions counted (``core.stats``); the drivers pass it to the fast path too
+        self.tally = tally if tally is not None else {}
         self.store = store
         self.zone = zone_of(config)
         self.max_udp = config.dns_max_udp
@@ -69,9 +73,11 @@ class DnsFrontEnd:
                 ident = Identifier.parse(pending.key, case_sensitive=self.case_sensitive)
             except IdnodeError as exc:  # the mapping only yields valid keys; defensive
                 found = exc.outcome
+                stats.count(self.tally, b"", exc.outcome)
             else:
                 request = ResolveRequest(ident, public_only=True, recursive=self.recursion)
                 result = await self.resolver.resolve(request)
+                stats.count(self.tally, ident.prefix_key, result.outcome)
                 found = result.values if result.outcome is Outcome.OK else result.outcome
                 authoritative = result.authoritative
         return responder.finish(pending, found, now=int(time.time()), ancestor=self.ancestor,

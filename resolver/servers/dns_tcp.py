@@ -76,7 +76,7 @@ class DnsTcpProtocol(BoundedStreamProtocol):
 
     def _fast(self, query: bytes, txn) -> bytes | None:
         return native.dns_answer(query, txn, self.records_db, self.prefixes_db, self.zone,
-                                 int(time.time()), True)  # fmt: skip
+                                 int(time.time()), True, None, None, self.frontend.tally)  # fmt: skip
 
     async def _drain(self) -> None:
         try:

@@ -35,8 +35,8 @@ class DnsUdpServer(PumpedDatagramServer):
     def __init__(self, store: LmdbStore, frontend: DnsFrontEnd, sock: socket.socket, zone,
                  case_sensitive: bool, cache=None, limiter: rrl.RateLimiter | None = None,
                  ) -> None:  # fmt: skip
-        super().__init__(store, sock, native.UdpPump(sock, cache, zone, limiter is not None),
-                         case_sensitive)  # fmt: skip
+        super().__init__(store, sock, native.UdpPump(sock, cache, zone, limiter is not None,
+                                                     frontend.tally), case_sensitive)  # fmt: skip
         self.frontend = frontend
         self.limiter = limiter
 

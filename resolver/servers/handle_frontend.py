@@ -27,6 +27,7 @@ import dataclasses
 import logging
 
 from resolver.config import Config
+from resolver.core import stats
 from resolver.core.engine import Resolver
 from resolver.core.request import ResolveRequest
 from resolver.errors import IdnodeError, InvalidIdentifier, Outcome
@@ -63,8 +64,10 @@ def site_info(config: Config) -> bytes:
 
 class HandleFrontEnd:
     def __init__(self, resolver: Resolver, config: Config, *, site: bytes | None = None,
-                 admin=None) -> None:  # fmt: skip
+                 admin=None, tally: dict | None = None) -> None:  # fmt: skip
         self.resolver = resolver
+        #: resolutions counted (``core.stats``); the drivers pass it to the fast path too
+        self.tally = tally if tally is not None else {}
         self.case_sensitive = config.case_sensitive
         # handle.md §4 item 5: a prefix not held is RC 301 "or recursion if allow_recursion=yes
         # and REC flag" — [upstream] recursion is our allow_recursion.
@@ -117,6 +120,7 @@ class HandleFrontEnd:
         try:
             ident = Identifier.parse(body.handle, case_sensitive=self.case_sensitive)
         except InvalidIdentifier as exc:
+            stats.count(self.tally, b"", exc.outcome)
             return codec.error(env, payload, header, RC_FOR[exc.outcome], exc.message)
         # Types are compared as bytes, as the reference does (Util.isParentTypeInArray): one
         # that is not UTF-8 matches nothing stored, but is no error.
@@ -128,9 +132,11 @@ class HandleFrontEnd:
         public_only = header.has(C.FLAG_PUBLIC_ONLY)
         recursive = self.recursion and header.has(C.FLAG_RECURSIVE)
         request = ResolveRequest(ident, types, body.indexes, public_only=public_only,
+                                 authoritative=header.has(C.FLAG_AUTHORITATIVE),
                                  do_not_refer=header.has(C.FLAG_DO_NOT_REFER),
                                  recursive=recursive)  # fmt: skip
         result = await self.resolver.resolve(request)
+        stats.count(self.tally, ident.prefix_key, result.outcome)
         if result.outcome is Outcome.AUTH_NEEDED and self.admin is not None:
             return self.admin.challenge(env, payload, header, body, peer=peer)
         if not result.authoritative:

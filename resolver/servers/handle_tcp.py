@@ -81,7 +81,7 @@ class HandleTcpProtocol(BoundedStreamProtocol):
         txn = self.env.begin()
         try:
             return native.handle_resolve(frame, txn, self.records_db, self.prefixes_db,
-                                         self.case_sensitive)  # fmt: skip
+                                         self.case_sensitive, None, self.frontend.tally)  # fmt: skip
         finally:
             txn.abort()
 

@@ -34,7 +34,8 @@ class HandleUdpServer(PumpedDatagramServer):
     def __init__(self, store: LmdbStore, frontend: HandleFrontEnd, sock: socket.socket,
                  case_sensitive: bool, record_cache: int = 0) -> None:  # fmt: skip
         self.cache = native.RecordCache(record_cache, store.changes_db) if record_cache else None
-        super().__init__(store, sock, native.UdpPump(sock, self.cache), case_sensitive)
+        super().__init__(store, sock, native.UdpPump(sock, self.cache, tally=frontend.tally),
+                         case_sensitive)  # fmt: skip
         self.frontend = frontend
         self.reassembler = Reassembler()
 

@@ -18,6 +18,7 @@ from multidict import CIMultiDict
 
 import native
 from resolver.config import Config
+from resolver.core import stats
 from resolver.core.engine import NOT_HERE, Resolver
 from resolver.core.request import ResolveRequest
 from resolver.errors import IdnodeError, InvalidIdentifier, MalformedRequest, Outcome
@@ -98,8 +99,10 @@ class HandleApi:
     """Request handlers of the REST API over one store and one engine."""
 
     def __init__(self, store: LmdbStore, resolver: Resolver, config: Config,
-                 admin: AdminHttp | None = None) -> None:  # fmt: skip
+                 admin: AdminHttp | None = None, tally: dict | None = None) -> None:  # fmt: skip
         self.store = store
+        #: resolutions counted (``core.stats``), by the fast path and the general path
+        self.tally = tally if tally is not None else {}
         self.admin = admin
         self.env = store.env
         self.records_db = store.records_db
@@ -137,7 +140,8 @@ class HandleApi:
             txn = self.env.begin()  # not a with-block: the context manager costs ~0.4 µs
             try:
                 body = native.http_resolve(handle, None, None, True, txn, self.records_db,
-                                           self.prefixes_db, self.case_sensitive)  # fmt: skip
+                                           self.prefixes_db, self.case_sensitive,
+                                           self.tally)  # fmt: skip
             finally:
                 txn.abort()
             if body is not None:
@@ -149,6 +153,7 @@ class HandleApi:
         types: list[str] = []
         indexes: list[int] = []
         public_only, callback, pretty, fast, do_not_refer = True, None, False, True, False
+        authoritative = False
         bad: MalformedRequest | None = None
         for name, value in parse_qsl(query, keep_blank_values=True):
             if name in ("type", "index"):
@@ -162,9 +167,12 @@ class HandleApi:
                 pretty = _true(value)
             elif name == "doNotRefer":  # reference getBooleanParameter (handle.md §7.1)
                 do_not_refer = _true(value)
+            elif name == "auth":  # authoritative: bypass caches (handle.md §7.1, §3.2 AT)
+                authoritative = _true(value)
             if name not in _FAST_PARAMS:
                 fast = False
         if bad is not None:
+            stats.count(self.tally, b"", bad.outcome)
             body = codec.error_body(RC_FOR[bad.outcome], _echo(handle), bad.message)
             if callback is not None:
                 return _json(STATUS_FOR[bad.outcome], codec.jsonp(callback, body), _JSONP)
@@ -174,28 +182,34 @@ class HandleApi:
             txn = self.env.begin()
             try:
                 body = native.http_resolve(handle, t, tuple(indexes), True, txn, self.records_db,
-                                           self.prefixes_db, self.case_sensitive)  # fmt: skip
+                                           self.prefixes_db, self.case_sensitive,
+                                           self.tally)  # fmt: skip
             finally:
                 txn.abort()
             if body is not None:
                 return _json(_fast_status(body), body)
         return await self.general(handle, tuple(types), tuple(indexes), public_only, callback,
-                                  pretty, do_not_refer=do_not_refer)  # fmt: skip
+                                  pretty, do_not_refer=do_not_refer,
+                                  authoritative=authoritative)  # fmt: skip
 
     async def general(self, handle: bytes, types: tuple[str, ...], indexes: tuple[int, ...],
                       public_only: bool, callback: str | None, pretty: bool, *,
-                      do_not_refer: bool = False) -> web.Response:  # fmt: skip
+                      do_not_refer: bool = False,
+                      authoritative: bool = False) -> web.Response:  # fmt: skip
         """The general path: parse → engine → codec; same bytes as the hot path where both answer."""
         headers = _JSON if callback is None else _JSONP
         try:
             ident = Identifier.parse(handle, case_sensitive=self.case_sensitive)
         except InvalidIdentifier as exc:
+            stats.count(self.tally, b"", exc.outcome)
             status = STATUS_FOR[exc.outcome]
             body = codec.error_body(RC_FOR[exc.outcome], _echo(handle), exc.message)
         else:
             req = ResolveRequest(ident, types, indexes, public_only, do_not_refer=do_not_refer,
-                                 recursive=self.recursion)  # fmt: skip
+                                 recursive=self.recursion,
+                                 authoritative=authoritative)  # fmt: skip
             result = await self.resolver.resolve(req)
+            stats.count(self.tally, ident.prefix_key, result.outcome)
             status = STATUS_FOR[result.outcome]
             if result.outcome is Outcome.OK:
                 body = codec.resolution_body(ident.text, result.values)
@@ -341,11 +355,13 @@ class HttpFrontEnd:
 
 
 def make_handler(store: LmdbStore, resolver: Resolver, config: Config,
-                 admin: AdminHttp | None = None, extensions=()) -> HttpFrontEnd:  # fmt: skip
+                 admin: AdminHttp | None = None, extensions=(),
+                 tally: dict | None = None) -> HttpFrontEnd:  # fmt: skip
     """The request handler for ``JsonServer`` (see ``lifecycle.run_http``); ``admin`` brings
     writes and authenticated reads (None: a read-only API), ``extensions`` the other
-    ``/api/v1/`` drivers (``http_operator.OperatorHttp``, ``http_imports.ImportsHttp``, ...)."""
-    return HttpFrontEnd(HandleApi(store, resolver, config, admin), extensions)
+    ``/api/v1/`` drivers (``http_operator.OperatorHttp``, ``http_imports.ImportsHttp``, ...),
+    ``tally`` the table resolutions are counted in (``core.stats``)."""
+    return HttpFrontEnd(HandleApi(store, resolver, config, admin, tally), extensions)
 
 
 class _JsonErrorRequestHandler(RequestHandler):

@@ -24,6 +24,7 @@ from typing import Callable
 from aiohttp import web
 
 from resolver.config import Config
+from resolver.core import stats
 from resolver.core.engine import Resolver
 from resolver.protocols.dns import rrl
 from resolver.servers import http_app
@@ -63,8 +64,11 @@ async def run_worker(store: LmdbStore, resolver: Resolver, config: Config, http_
     # answers UDP and HTTP must get the GIL back within 1 ms, not CPython's default 5 ms, or a
     # running import shows in the resolution p99 (bench/RESULTS.md, import).
     sys.setswitchinterval(0.001)
+    tally = stats.Tally()
+    flusher = stats.Flusher(store, tally.drain, config.stats_flush_interval)
     http = web.ServerRunner(
-        JsonServer(http_app.make_handler(store, resolver, config, admin, extensions),
+        JsonServer(http_app.make_handler(store, resolver, config, admin, extensions,
+                                         tally.table("http")),
                    access_log=None,
                    max_field_size=16384),
         shutdown_timeout=config.drain_seconds, handle_signals=False,
@@ -75,14 +79,14 @@ async def run_worker(store: LmdbStore, resolver: Resolver, config: Config, http_
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(config.tls_cert, config.tls_key)
     await web.SockSite(http, listening_socket(config.host, http_port), ssl_context=tls).start()
-    frontend = HandleFrontEnd(resolver, config, admin=native_admin)
+    frontend = HandleFrontEnd(resolver, config, admin=native_admin, tally=tally.table("handle"))
     udp = await start_udp(store, frontend, config.host, handle_port, config.case_sensitive,
                           config.record_cache)  # fmt: skip
     limits = TcpLimits(config.max_tcp_connections, config.tcp_idle_seconds)
     tcp = await start_tcp(store, frontend, config.host, handle_port, config.case_sensitive, limits)
     dns_udp = dns_tcp = None
     if dns_port >= 0:
-        dns_front = DnsFrontEnd(resolver, store, config)
+        dns_front = DnsFrontEnd(resolver, store, config, tally.table("dns"))
         zone = native_zone(config)
         limiter = rrl.RateLimiter(rrl_config(config)) if config.rrl_rate_limit > 0 else None
         dns_udp = await start_dns_udp(store, dns_front, config.host, dns_port, zone,
@@ -92,6 +96,7 @@ async def run_worker(store: LmdbStore, resolver: Resolver, config: Config, http_
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    flushing = loop.create_task(flusher.run())
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
@@ -117,6 +122,8 @@ async def run_worker(store: LmdbStore, resolver: Resolver, config: Config, http_
             await asyncio.wait_for(stream_server.wait_closed(), max(0.1, deadline - loop.time()))
         except (asyncio.TimeoutError, TimeoutError):
             pass
+    flushing.cancel()
+    flusher.flush_now()  # what the drained requests added: nothing counted is lost
 
 
 def rrl_config(config: Config) -> rrl.RrlConfig:

@@ -1,7 +1,8 @@
 """LMDB implementation of the store contract (one environment, named databases of schema.py).
 
 Durable by construction: the environment is always opened with sync and metasync on.  Every
-write batch is one write transaction that also appends to ``changes``.  ``lmdb.MapFullError``
+write batch is one write transaction that also appends to ``changes`` and adds the records it
+created, updated or deleted to the registration counters (schema.STATS).  ``lmdb.MapFullError``
 becomes ``StoreFull`` after LMDB has aborted the transaction, so the store stays readable.
 Disabling a prefix (``disable_prefix`` / ``enable_prefix``) moves its prefix handle between
 ``prefixes`` and ``disabled`` in one logged transaction (schema.DISABLED).  The ``takeover_*``
@@ -11,6 +12,7 @@ everything held here.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -62,6 +64,10 @@ class LmdbStore:
             self.takeover_db = self.env.open_db(S.TAKEOVER, create=create)
         except lmdb.NotFoundError:
             self.takeover_db = None
+        try:  # likewise (schema.STATS)
+            self.stats_db = self.env.open_db(S.STATS, create=create)
+        except lmdb.NotFoundError:
+            self.stats_db = None
         self._check_format(readonly)
 
     def _check_format(self, readonly: bool) -> None:
@@ -291,13 +297,21 @@ class LmdbStore:
         for i in range(0, len(items), _PUT_SLICE):
             h.update(b"".join(map(_SECOND, items[i : i + _PUT_SLICE])))
         detail = S.IMPORT_SEPARATOR.join(map(_FIRST, items))  # keys hold no control byte
-        log = _Log(txn, self.changes_db, ident)
+        log = _Log(txn, self.changes_db, ident, self.stats_db)
         log.append(S.ACTION_IMPORT, 0, marker, None, None,
                    S.IMPORT_COUNT.pack(len(items)) + detail, after=h.digest())  # fmt: skip
+        first, last = items[0][0], items[-1][0]
+        head = first[: first.find(b"/") + 1]
+        if last.startswith(head):  # sorted: every key between shares the prefix (the usual)
+            log.count(head[:-1], S.STATS_REG_CREATE, len(items))
+        else:
+            for prefix, n in collections.Counter(k[: k.find(b"/")] for k, _ in items).items():
+                log.count(prefix, S.STATS_REG_CREATE, n)
+        log.add_counts()
         return log.last()
 
     def _apply(self, txn, batch: list[Change], ident: bytes) -> int:
-        log = _Log(txn, self.changes_db, ident)
+        log = _Log(txn, self.changes_db, ident, self.stats_db)
         for c in batch:
             db = self.prefixes_db if c.prefix else self.records_db
             old = txn.get(c.key, db=db)
@@ -318,10 +332,45 @@ class LmdbStore:
                 else:
                     action = S.ACTION_UPDATE if old is not None else S.ACTION_CREATE
             log.append(action, c.op, c.key, old, c.blob)
+        log.add_counts()
         return log.last()
 
     def _is_disabled(self, txn, prefix: bytes) -> bool:
         return self.disabled_db is not None and txn.get(prefix, db=self.disabled_db) is not None
+
+    # -- counters (schema.STATS) -------------------------------------------------------------
+    def add_stats(self, counts) -> None:
+        """Add ``counts`` — ``{(prefix, hour, metric): n}`` (bytes, int, bytes, int ≥ 0) — to
+        the counters in one write transaction (schema.STATS)."""
+        if not counts:
+            return
+        rows = sorted((_stats_key(p, h, m), n) for (p, h, m), n in counts.items() if n)
+        with self._writing() as txn:
+            _add_counts(txn, self.stats_db, rows)
+
+    def stats(self, prefix: bytes | None = None, first_hour: int = 0,
+              last_hour: int = 0xFFFFFFFF) -> Iterator[tuple[bytes, int, bytes, int]]:  # fmt: skip
+        """``(prefix, hour, metric, count)`` of every counter with ``first_hour ≤ hour ≤
+        last_hour``, in key order; ``prefix``: only that prefix and the prefixes derived from it
+        (``88.118`` → ``88.118``, ``88.118.8``, …; not ``88.1180``); None: every prefix, the
+        empty one included.  One read snapshot, materialised (the caller may write meanwhile)."""
+        if self.stats_db is None:
+            return iter(())
+        out = []
+        start = prefix or b""
+        with self.env.begin(db=self.stats_db) as txn:
+            cur = txn.cursor()
+            if not cur.set_range(start):
+                return iter(())
+            for key, value in cur:
+                if not key.startswith(start):
+                    break
+                p, hour, metric = _split_stats_key(key)
+                if prefix is not None and p != prefix and not p.startswith(prefix + b"."):
+                    continue
+                if first_hour <= hour <= last_hour:
+                    out.append((p, hour, metric, S.STATS_COUNT.unpack(value)[0]))
+        return iter(out)
 
     # -- disabling prefixes (schema.DISABLED) ---------------------------------------------
     def disable_prefix(self, prefix: bytes, identity: str = "", check=None) -> int:
@@ -555,9 +604,10 @@ class _View:
 class _Log:
     """Appends change-log entries (schema.CHANGES) inside one write transaction."""
 
-    def __init__(self, txn, changes_db, ident: bytes) -> None:
-        self.txn, self.db = txn, changes_db
+    def __init__(self, txn, changes_db, ident: bytes, stats_db=None) -> None:
+        self.txn, self.db, self.stats_db = txn, changes_db, stats_db
         self.now_ms = int(time.time() * 1000)
+        self.counts: dict[tuple[bytes, bytes], int] = {}  # (prefix, metric) → n, schema.STATS
         cur = txn.cursor(db=changes_db)
         self.next_id = self.first = (S.TXN_ID.unpack(cur.key())[0] if cur.last() else 0) + 1
         self.tail = S.IDENTITY_LEN.pack(len(ident)) + ident
@@ -572,10 +622,48 @@ class _Log:
                           _digest(old), after or _digest(new), detail))  # fmt: skip
         self.txn.put(S.TXN_ID.pack(self.next_id), entry, db=self.db, append=True)
         self.next_id += 1
+        metric = _REGISTRATION.get(action)
+        if metric is not None:
+            self.count(key[: key.find(b"/")], metric)
+
+    def count(self, prefix: bytes, metric: bytes, n: int = 1) -> None:
+        k = (prefix, metric)
+        self.counts[k] = self.counts.get(k, 0) + n
+
+    def add_counts(self) -> None:
+        """Add the registrations counted to schema.STATS, in this transaction."""
+        if self.counts and self.stats_db is not None:
+            hour = self.now_ms // 3_600_000
+            _add_counts(self.txn, self.stats_db, sorted(
+                (_stats_key(p, hour, m), n) for (p, m), n in self.counts.items()))
+            self.counts.clear()
 
     def last(self) -> int:
         """The last id appended, 0 if none."""
         return self.next_id - 1 if self.next_id > self.first else 0
+
+
+_REGISTRATION = {S.ACTION_CREATE: S.STATS_REG_CREATE, S.ACTION_UPDATE: S.STATS_REG_UPDATE,
+                 S.ACTION_DELETE: S.STATS_REG_DELETE}
+
+
+def _stats_key(prefix: bytes, hour: int, metric: bytes) -> bytes:
+    return b"".join((prefix, S.STATS_SEPARATOR, S.STATS_HOUR.pack(hour), metric))
+
+
+def _split_stats_key(key: bytes) -> tuple[bytes, int, bytes]:
+    cut = key.find(S.STATS_SEPARATOR)  # a prefix holds no NUL (resolver.identifier)
+    (hour,) = S.STATS_HOUR.unpack_from(key, cut + 1)
+    return bytes(key[:cut]), hour, bytes(key[cut + 1 + S.STATS_HOUR.size :])
+
+
+def _add_counts(txn, db, rows) -> None:
+    """Add each ``(key, n)`` of ``rows`` (sorted by key) to its u64 counter."""
+    get, put, count = txn.get, txn.put, S.STATS_COUNT
+    for key, n in rows:
+        old = get(key, None, db)
+        put(key, count.pack(min(n + (count.unpack(old)[0] if old is not None else 0),
+                                0xFFFFFFFFFFFFFFFF)), db=db)  # fmt: skip
 
 
 def _identity(identity: str) -> bytes:

@@ -83,7 +83,34 @@ TAKEOVER_DOWN = b"\x00down:"  # KEY_FORMAT
 TAKEOVER_SOURCE_LEN = struct.Struct(">H")
 TAKEOVER_U64 = struct.Struct(">Q")
 
-ALL_DATABASES = (RECORDS, PREFIXES, CHANGES, META, DISABLED, TAKEOVER)
+#: ``stats``: the node's counters per prefix and hour (issue 7 §6; idis.md §1.4 upward
+#: statistics).  Key = prefix | NUL | u32 big-endian hour | metric # KEY_FORMAT, where
+#:
+#: * prefix: a normalised prefix as in ``prefixes`` (``88.118.8``; ``0.NA`` for prefix
+#:   handles), or empty for requests that named no valid identifier;
+#: * hour: UNIX time // 3600 (UTC hours since 1970) of when the events were counted;
+#: * metric: ASCII, ``<family>.<name>[.<detail>]`` — the store treats it as opaque bytes;
+#:   the ``reg.*`` metrics are written by the store itself (below), the others by whoever
+#:   counted them (``resolver.core.stats``, the upstream agent).
+#:
+#: Value = u64 big-endian count.  ``add_stats`` adds to a counter in one write transaction
+#: (read, add, put), so counters only grow and concurrent writers (workers, the agent) never
+#: lose an increment: LMDB serialises write transactions across processes.
+#:
+#: Registrations are counted by the store in the write transaction that makes them, so the
+#: figures are those of the data: ``reg.create`` (a record created, imports included),
+#: ``reg.update`` (a record's values changed), ``reg.delete`` (a record deleted).
+#: Nothing here is logged in ``changes``.  Added without a format bump: a writable open
+#: creates it empty; a read-only open of an older store sees no counters.
+STATS = b"stats"
+STATS_SEPARATOR = b"\x00"
+STATS_HOUR = struct.Struct(">I")  # KEY_FORMAT
+STATS_COUNT = struct.Struct(">Q")
+STATS_REG_CREATE = b"reg.create"
+STATS_REG_UPDATE = b"reg.update"
+STATS_REG_DELETE = b"reg.delete"
+
+ALL_DATABASES = (RECORDS, PREFIXES, CHANGES, META, DISABLED, TAKEOVER, STATS)
 
 TXN_ID = struct.Struct(">Q")  # KEY_FORMAT
 CHANGE = struct.Struct(">BQHH")  # action, time, op, key length; then key, identity, digests

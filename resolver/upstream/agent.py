@@ -11,7 +11,8 @@ stream socket; the socket name, the frames and the messages are specified in
 
 * an asyncio event loop (uvloop when installed); ``make_recursor()`` is called inside it — the
   recursor's asyncio objects belong to that loop — and must return an object with
-  ``async resolve(key) -> ResolveResult`` and ``status() -> dict``; optional:
+  ``async resolve(key, *, fresh=False) -> ResolveResult`` (``fresh``: bypass the cache) and
+  ``status() -> dict``; optional:
   ``async probe_due()`` (probe the upstream nodes that are down, issue 7 §5) and
   ``close()`` / ``async close()`` (shutdown);
 * each connection's requests run concurrently (``MAX_PENDING`` per connection; more are
@@ -22,7 +23,8 @@ stream socket; the socket name, the frames and the messages are specified in
   and ``probe_due()`` is started unless the previous probe round still runs;
 * ``background``: factories called inside the loop, each returning a service with ``name``,
   ``async run()`` (started as a task, cancelled at shutdown) and ``status() -> dict`` (filed
-  in the status file under ``name``) — e.g. ``registration.PrefixRegistrar`` (issue 7 §2);
+  in the status file under ``name``), optionally ``close()`` / ``async close()`` (called at
+  shutdown, after the recursor's) — e.g. ``registration.PrefixRegistrar`` (issue 7 §2);
 * SIGTERM: stop accepting, drop the connections, close the recursor, remove the status file,
   return.  SIGINT is ignored: on Ctrl-C the supervisor stops the agent after its workers
   drained, so their last recursive requests still get answers.
@@ -168,7 +170,7 @@ class Agent:
         if op == "status":
             reply = {"id": rid, "outcome": Outcome.OK.value, "status": self.status()}
         elif op == "resolve" and isinstance(message.get("key"), str):
-            result = await self._resolve(message["key"])
+            result = await self._resolve(message["key"], message.get("fresh") is True)
             try:
                 reply = result_message(rid, result)
             except IdnodeError as exc:  # values no record can hold: upstream sent nonsense
@@ -179,8 +181,10 @@ class Agent:
                 Outcome.MALFORMED, message=f"unknown request {op!r} or no key"))
         self._send(writer, reply)
 
-    async def _resolve(self, key: str) -> ResolveResult:
+    async def _resolve(self, key: str, fresh: bool = False) -> ResolveResult:
         try:
+            if fresh:
+                return await self.recursor.resolve(key, fresh=True)
             return await self.recursor.resolve(key)
         except IdnodeError as exc:
             return ResolveResult(exc.outcome, message=exc.message)
@@ -247,11 +251,16 @@ class Agent:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        closer = getattr(self.recursor, "close", None)
-        if closer is not None:
-            result = closer()
-            if inspect.isawaitable(result):
-                await result
+        for owner in (self.recursor, *self.services):  # the recursor first: its last counts
+            closer = getattr(owner, "close", None)
+            if closer is not None:
+                try:
+                    result = closer()
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    log.exception("E065 upstream agent: closing %s failed",
+                                  getattr(owner, "name", "the recursor"))  # fmt: skip
         try:
             os.unlink(self.status_path)
         except OSError:

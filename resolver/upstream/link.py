@@ -24,6 +24,7 @@ Requests (worker → agent); ``id`` is any integer the worker chooses, unique am
 in flight on the connection::
 
     {"id": n, "op": "resolve", "key": "88.119.5/X"}     # key: Identifier.key as text
+    {"id": n, "op": "resolve", "key": "...", "fresh": true}   # AT: not from the cache
     {"id": n, "op": "status"}
 
 Replies (agent → worker), written as each request completes — out of order, matched by ``id``::
@@ -222,11 +223,15 @@ class UpstreamLink:
         self.counters = dict.fromkeys(
             ("requests", "connects", "disconnects", "timeouts", "unavailable"), 0)
 
-    async def resolve(self, key: str) -> ResolveResult:
-        """The agent's answer for ``key``; ``UPSTREAM_UNAVAILABLE`` when there is none."""
+    async def resolve(self, key: str, *, fresh: bool = False) -> ResolveResult:
+        """The agent's answer for ``key`` (``fresh``: asked upstream now, not from the cache);
+        ``UPSTREAM_UNAVAILABLE`` when there is none."""
         self.counters["requests"] += 1
+        message = {"op": "resolve", "key": key}
+        if fresh:
+            message["fresh"] = True
         try:
-            reply = await self._ask({"op": "resolve", "key": key})
+            reply = await self._ask(message)
         except UpstreamUnavailable as exc:
             self.counters["unavailable"] += 1
             return ResolveResult(Outcome.UPSTREAM_UNAVAILABLE, message=exc.message)

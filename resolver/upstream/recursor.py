@@ -68,7 +68,12 @@ refresh allowed and none in flight → the stale entry at once, no upstream traf
 ``counters``: ``upstream_queries`` (requests sent to any server, probes included),
 ``upstream_failures`` (of those, no usable reply), ``referrals`` (steps of 5),
 ``cache_hits`` / ``negative_hits`` (fresh answers from the cache), ``stale_served``,
-``singleflight_joined`` (callers that waited for a flight another started), ``probes``.
+``singleflight_joined`` (callers that waited for a flight another started), ``probes``,
+``fresh`` (requests with AT: ``resolve(key, fresh=True)`` reads no cache — neither the answer
+nor the prefix's site info — asks primary sites only, sends AT itself (RFC 3652 §2.2.2.3), and
+caches what it gets; concurrent AT requests for one key share one flight);
+``prefix_queries`` the requests sent for identifiers of each prefix (the statistics' ``up.query``,
+drained by ``drain_prefix_queries``).
 ``status()`` adds the health of every top-level upstream (keyed ``host:port``) and
 ``cache.stats()``.  ``probe_due()`` probes the down upstreams that are due (OC_GET_SITE_INFO,
 any reply = alive) — the agent's background prober calls it every ``next_probe()`` seconds.
@@ -110,7 +115,8 @@ DEFAULT_MAX_TTL = 86400
 _NO_SERIAL = 0xFFFF
 
 _COUNTERS = ("upstream_queries", "upstream_failures", "referrals", "cache_hits",
-             "negative_hits", "stale_served", "singleflight_joined", "probes")  # fmt: skip
+             "negative_hits", "stale_served", "singleflight_joined", "probes",
+             "fresh")  # fmt: skip
 
 
 def default_client() -> HandleClient:
@@ -131,10 +137,10 @@ class RecursionLimitExceeded(IdnodeError):
 class _Budget:
     """Referral steps of one resolution (shared by its nested look-ups)."""
 
-    __slots__ = ("limit", "steps")
+    __slots__ = ("limit", "steps", "sent", "authoritative")
 
     def __init__(self, limit: int) -> None:
-        self.limit, self.steps = limit, 0
+        self.limit, self.steps, self.sent, self.authoritative = limit, 0, 0, False
 
     def step(self, what: str) -> None:
         self.steps += 1
@@ -221,11 +227,18 @@ class Recursor:
         self.clock = clock
         self.case_sensitive = case_sensitive
         self.counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+        #: requests sent upstream per prefix of the identifier resolved (probes not included),
+        #: since the last ``drain_prefix_queries``: the node's ``up.query`` statistics
+        self.prefix_queries: dict[bytes, int] = {}
         self._running: set[asyncio.Task] = set()  # the flights' tasks, for close()
 
     # -- the entry point -----------------------------------------------------------------------
-    async def resolve(self, key: str) -> ResolveResult:
+    async def resolve(self, key: str, *, fresh: bool = False) -> ResolveResult:
         ident = Identifier.parse(key, case_sensitive=self.case_sensitive)
+        if fresh:  # AT (RFC 3652 §2.2.2.3): no cached answer; asked with AT, then cached
+            self.counters["fresh"] += 1
+            return await self.flight.run(b"AT\0" + ident.key,
+                                         lambda: self._fetch(ident, authoritative=True))
         now = self.clock()
         entry = self.cache.get(ident.key, now)
         if entry is None:
@@ -259,9 +272,11 @@ class Recursor:
             self.counters["singleflight_joined"] += 1
         return self.flight.run(ident.key, lambda: self._fetch(ident))
 
-    async def _fetch(self, ident: Identifier) -> ResolveResult:
-        """One resolution from upstream; its result is cached (rule 6) and returned."""
+    async def _fetch(self, ident: Identifier, *, authoritative: bool = False) -> ResolveResult:
+        """One resolution from upstream; its result is cached (rule 6) and returned.
+        ``authoritative``: the identifier itself is asked with AT (its site's primary)."""
         budget = _Budget(self.recursion_limit)
+        budget.authoritative = authoritative
         task = asyncio.current_task()
         self._running.add(task)
         try:
@@ -273,6 +288,9 @@ class Recursor:
             return ResolveResult(exc.outcome, message=exc.message)
         finally:
             self._running.discard(task)
+            if budget.sent:
+                k = ident.prefix_key
+                self.prefix_queries[k] = self.prefix_queries.get(k, 0) + budget.sent
         now, wall = self.clock(), time.time()
         if reply.header.rc == 100:
             self.cache.put_negative(ident.key, now)
@@ -285,7 +303,12 @@ class Recursor:
 
     # -- locating and asking -------------------------------------------------------------------
     async def _ask_identifier(self, ident: Identifier, budget: _Budget) -> Message:
-        sites, cached = await self._locate(ident, budget)
+        sites, cached = await self._locate(ident, budget, refresh=budget.authoritative)
+        if budget.authoritative:
+            # handle.md §4 item 4: authoritative requests go to primary sites only
+            sites = tuple(s for s in sites if s.primary)
+            if not sites:
+                raise NotResponsible(f"no primary site serves {ident.prefix}")
         try:
             reply, site = await self._ask(ident.text, (), budget, sites, relocatable=cached)
         except _Relocate as exc:
@@ -388,7 +411,7 @@ class Recursor:
         not_here, failure = None, None
         for target in targets:
             try:
-                reply = await self._send(target, handle, types)
+                reply = await self._send(target, handle, types, budget)
             except UpstreamUnavailable as exc:
                 failure = exc
                 continue
@@ -408,15 +431,18 @@ class Recursor:
             raise NotResponsible(not_here)
         raise failure
 
-    async def _send(self, target: _Target, handle: str, types: Sequence[str]) -> Message:
+    async def _send(self, target: _Target, handle: str, types: Sequence[str],
+                    budget: _Budget) -> Message:  # fmt: skip
         """One request to one server (its tries in order); health recorded for a top-level.
         A reply that does not name ``handle`` is no reply (reliability.md §A3)."""
         failure = None
         for proto, port in target.tries:
             self.counters["upstream_queries"] += 1
+            budget.sent += 1
             try:
                 reply = await self.client.resolve(handle, types=types, server=(target.host, port),
-                                                  proto=proto, request_digest=True)  # fmt: skip
+                                                  proto=proto, request_digest=True,
+                                                  authoritative=budget.authoritative)  # fmt: skip
                 if reply.header.rc == 1 and not self._names(reply, handle):
                     raise UpstreamUnavailable(f"{target} answered for another handle")
             except UpstreamUnavailable as exc:
@@ -441,6 +467,11 @@ class Recursor:
         return got.key == Identifier.parse(handle, case_sensitive=self.case_sensitive).key
 
     # -- probes and status -----------------------------------------------------------------------
+    def drain_prefix_queries(self) -> dict[bytes, int]:
+        """``prefix_queries``, and start again from zero."""
+        out, self.prefix_queries = self.prefix_queries, {}
+        return out
+
     async def probe_due(self) -> list[tuple[str, int]]:
         """Probe every down upstream due a probe (claimed from ``health.probes_due``) with one
         OC_GET_SITE_INFO; any reply puts it back up.  Returns the upstreams probed."""

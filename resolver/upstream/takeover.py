@@ -110,7 +110,7 @@ class _Source:
 class NoRecursor:
     """The agent's recursor when there is no upstream to recurse to (module docstring)."""
 
-    async def resolve(self, key: str) -> ResolveResult:
+    async def resolve(self, key: str, *, fresh: bool = False) -> ResolveResult:
         return ResolveResult(Outcome.NOT_RESPONSIBLE)
 
     def status(self) -> dict:

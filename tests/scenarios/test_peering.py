@@ -10,9 +10,9 @@ top-level nodes, every node a real ``idnode serve`` on 127.0.0.1, started and st
   ``0.NA/88.119.9`` with an HS_SITE naming **F** — a UDP socket this module reads and answers
   by hand — and ``0.NA/77`` with an HS_SITE.PREFIX naming the *other* top-level node: a
   referral loop.
-* **A** (secondary, the demo data under ``88.118``) with two workers and
+* **A** (secondary, homing ``88.118`` whose admin is A's server admin) with two workers and
   ``[upstream] servers = [T1, T2]``, ``recursion = true``: a supervisor, two workers, the
-  upstream agent.
+  upstream agent; its statistics are flushed every 0.2 s.
 
 B, T1 and T2 run on ports picked beforehand, as the data loaded before they start names them.
 The tests run in file order and later ones depend on earlier ones: the failover test freezes
@@ -39,6 +39,8 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
+import requests
+from enterprises import enterprise
 from peers import free_port, site, site_value, value
 
 from proc import wait_for
@@ -63,6 +65,8 @@ PUBLIC_X = [(1, "URL", b"https://b.example/88.119.5/x"), (2, "EMAIL", b"ops@b.ex
 #: The agent's wait for one silent server (its HandleClient: UDP tries, then TCP), seconds.
 _AGENT = default_client()
 SERVER_BUDGET = min(sum(_AGENT.udp_retry) + _AGENT.tcp_timeout, _AGENT.total_timeout)
+A_SECRET = "peering admin of A"
+A_ADMIN = ("300%3A88.118/ADMIN", A_SECRET)
 
 
 def url(handle: str) -> dict:
@@ -117,8 +121,10 @@ def net(start_node, load_lines, tmp_path_factory):
     t2 = start_node(data=load_lines(root / "t2", top_lines(t1_port, "T1")), config_text=top,
                     args=(*off, "--handle-port", str(t2_port)))  # fmt: skip
     assert (b.handle_port, t1.handle_port, t2.handle_port) == (b_port, t1_port, t2_port)
-    a = start_node(workers=2, config_text=(
-        f'[upstream]\nservers = ["{HOST}:{t1_port}", "{HOST}:{t2_port}"]\nrecursion = true\n'))
+    a = start_node(workers=2, data=load_lines(root / "a", enterprise("88.118", A_SECRET)),
+                   config_text=(
+        f'[upstream]\nservers = ["{HOST}:{t1_port}", "{HOST}:{t2_port}"]\nrecursion = true\n'
+        '[node]\nserver_admins = ["300:88.118/ADMIN"]\n[stats]\nflush_interval = 0.2\n'))
     wait_for(lambda: file_status(a), 10, "A's upstream agent")
     yield Net(a, b, t1, t2, fake)
     fake.close()
@@ -232,6 +238,28 @@ def test_second_query_is_answered_from_the_cache(net):
     after = status_after(a, time.time())["counters"]
     assert after["upstream_queries"] == mid["upstream_queries"]  # no upstream traffic
     assert after["cache_hits"] == mid["cache_hits"] + 1
+
+
+def test_authoritative_request_bypasses_the_cache(net):
+    """AT set by the client (REST: ``auth=true``): A does not answer from its cache but asks
+    again — the prefix at a top-level node, the identifier at B (primary) — and still does not
+    claim authority for B's data (no AT in the reply)."""
+    a = net.a
+    assert ask(a, "88.119.5/twice").header.rc == 1  # cached by the test above
+    before = counters(a)
+    reply = asyncio.run(client().resolve("88.119.5/twice", server=(HOST, a.handle_port),
+                                         authoritative=True))  # fmt: skip
+    assert reply.header.rc == 1 and triples(reply.body.values) == url_of("88.119.5/twice")
+    assert not reply.header.has(C.FLAG_AUTHORITATIVE)
+    d = delta(counters(a), before)
+    assert (d["sent"], d["fresh"], d["cache_hits"]) == (2, 1, 0)
+    before = counters(a)
+    ans = a.get("/api/handles/88.119.5/twice?auth=true")
+    assert ans.status == 200 and json.loads(ans.body)["responseCode"] == 1
+    assert delta(counters(a), before)["sent"] == 2
+    before = counters(a)
+    assert a.get("/api/handles/88.119.5/twice").status == 200  # without: the cache
+    assert delta(counters(a), before)["sent"] == 0
 
 
 # -- 3. negative caching --------------------------------------------------------------------------
@@ -460,5 +488,54 @@ def test_stale_answer_when_every_upstream_is_dead(net):
     assert [v.ttl for v in reply.body.values] == [30] and elapsed < 1.8
     d = delta(counters(a), before)
     assert d["stale_served"] == 1 and d["sent"] == 0
-    # nothing stale to fall back on: no answer (RC 301, upstream unavailable)
-    assert ask(a, "88.119.5/never-asked").header.rc == ResponseCode.SERVER_NOT_RESP
+    # nothing stale to fall back on: no answer (RC 2: upstream unavailable, not "not here")
+    never = ask(a, "88.119.5/never-asked")
+    assert never.header.rc == ResponseCode.ERROR
+    assert b"failed" in never.body.message  # what went wrong upstream, e.g. "TCP to … failed"
+
+
+# -- 9. statistics --------------------------------------------------------------------------------
+def a_stats(net) -> dict:
+    r = requests.get(f"{net.a.base_url}/api/v1/stats", auth=A_ADMIN, timeout=10)
+    assert r.status_code == 200, r.text
+    return {p["prefix"]: p for p in r.json()["prefixes"]}
+
+
+def upstream_queries(prefixes: dict) -> int:
+    return sum(p["upstream"]["queries"] for p in prefixes.values())
+
+
+def test_statistics_after_the_scenarios(net):
+    """A's ``/api/v1/stats`` after everything above: the requests A sent upstream for each
+    foreign prefix add up to the agent's own count (all but the health probes), and new
+    questions — answered from A's cache, every other node being dead by now — are counted
+    exactly, by front-end and outcome, with no upstream query."""
+    a = net.a
+    sent = counters(a)["sent"]
+    wait_for(lambda: upstream_queries(a_stats(net)) == counters(a)["sent"], 10,
+             "the agent's flushed upstream-query counts")  # fmt: skip
+    before = a_stats(net)
+    assert upstream_queries(before) >= sent > 0
+    assert before["88.119.5"]["upstream"]["queries"] >= 1
+    # the referral loop: one Handle and one REST request, each 11 sent and RC 6
+    assert before["77.1"]["resolutions"] == {"total": 2, "handle": {"recursion_limit": 1},
+                                             "http": {"recursion_limit": 1}}  # fmt: skip
+    assert before["77.1"]["upstream"]["queries"] == 22
+    for frontend in ("handle", "http", "dns"):
+        assert before["88.119.5"]["resolutions"][frontend]["ok"] >= 1
+
+    for proto in ("udp", "udp", "tcp"):
+        assert ask(a, "88.119.5/x", proto).header.rc == 1
+    assert a.get("/api/handles/88.119.5/x").status == 200
+    q = dns.message.make_query(to_dns_name("88.119.5/x", "id.idnode.test."), "TXT")
+    assert dns.query.udp(q, HOST, port=a.dns_port, timeout=5.0).rcode() == dns.rcode.NOERROR
+
+    def grown():
+        now = a_stats(net)["88.119.5"]["resolutions"]
+        return now["total"] - before["88.119.5"]["resolutions"]["total"] == 5 and now
+
+    after = wait_for(grown, 10, "the workers' flushed resolution counts")
+    old = before["88.119.5"]["resolutions"]
+    assert {f: after[f]["ok"] - old[f]["ok"] for f in ("handle", "http", "dns")} == {
+        "handle": 3, "http": 1, "dns": 1}  # fmt: skip
+    assert upstream_queries(a_stats(net)) == upstream_queries(before)  # all from the cache

@@ -33,6 +33,8 @@ import pytest
 from peers import free_port, site, site_value, value
 
 from resolver.errors import Outcome
+from resolver.protocols.handle import constants as C
+from resolver.protocols.handle.message import Message
 from resolver.upstream.cache import AnswerCache
 from resolver.upstream.client import HandleClient
 from resolver.upstream.recursor import Recursor
@@ -140,6 +142,32 @@ def test_resolves_through_the_top_level_then_from_the_cache(net):
     assert r.counters["upstream_queries"] == 2 and r.counters["cache_hits"] == 1
     # Cached for the smallest value TTL (600 s): clients are told what is left of it.
     assert {v.ttl for v in again.values} <= set(range(590, 601))
+
+
+def test_authoritative_request_bypasses_the_cache_and_asks_with_at(net):
+    """AT (RFC 3652 §2.2.2.3, handle.md §3.2 "bypass caches, primary only"): ``fresh=True``
+    reads neither the cached answer nor the cached site info; what it gets is cached."""
+    r = recursor(net.t1)
+    first = run(r.resolve("88.119.5/x"))
+    assert first.outcome is Outcome.OK and r.counters["upstream_queries"] == 2
+    fresh = run(r.resolve("88.119.5/x", fresh=True))
+    assert fresh.outcome is Outcome.OK and by_index(fresh) == by_index(first)
+    assert r.counters["upstream_queries"] == 4  # 0.NA/88.119.5 at T1 again, then B
+    assert (r.counters["fresh"], r.counters["cache_hits"]) == (1, 0)
+    assert r.drain_prefix_queries() == {b"88.119.5": 4} and r.prefix_queries == {}
+    assert run(r.resolve("88.119.5/x")).outcome is Outcome.OK  # from the cache again
+    assert r.counters["upstream_queries"] == 4 and r.counters["cache_hits"] == 1
+
+    # on the wire: the query carries AT (a silent "top-level" node reads it)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind((HOST, 0))
+        quick = HandleClient(udp_retry=(0.2,), tcp_timeout=0.2, total_timeout=0.5)
+        r2 = recursor(silent.getsockname()[1], client=quick)
+        assert run(r2.resolve("88.119.5/y", fresh=True)).outcome is Outcome.UPSTREAM_UNAVAILABLE
+        silent.settimeout(1.0)
+        request = Message.from_wire(silent.recv(65535))
+    assert request.header.has(C.FLAG_AUTHORITATIVE)
+    assert request.body.handle == b"0.NA/88.119.5"
 
 
 def test_negative_answer_is_cached(net):

@@ -571,3 +571,34 @@ def test_bad_takeover(tmp_path, body, key):
     with pytest.raises(ConfigError) as info:
         load(path)
     assert info.value.key == key and info.value.reason
+
+
+def test_stats_section(tmp_path):
+    assert (Config().stats_flush_interval, Config().stats_report_interval) == (10.0, 3600.0)
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    cfg = load(_write(tmp_path, f'[stats]\nflush_interval = 0.5\nreport_url = '
+                                f'"https://top.example/stats/v1"\nreport_dir = "{reports}"\n'
+                                f'report_interval = 60\nreport_token_file = "{token}"\n'))
+    assert (cfg.stats_flush_interval, cfg.stats_report_url, cfg.stats_report_dir,
+            cfg.stats_report_interval, cfg.stats_report_token_file) == (
+        0.5, "https://top.example/stats/v1", str(reports), 60.0, str(token))  # fmt: skip
+
+
+@pytest.mark.parametrize("text, key", [
+    ("flush_interval = 0", "stats.flush_interval"),
+    ('flush_interval = "10"', "stats.flush_interval"),
+    ("report_interval = 100000", "stats.report_interval"),
+    ('report_url = "ftp://top.example/x"', "stats.report_url"),
+    ('report_url = "https://user:pw@top.example/x"', "stats.report_url"),
+    ('report_url = "https://top.example:99999/x"', "stats.report_url"),
+    ('report_dir = "/no/such/dir/here"', "stats.report_dir"),
+    ('report_token_file = "/no/such/token"', "stats.report_token_file"),
+    ("reports = 1", "stats.reports"),
+])  # fmt: skip
+def test_bad_stats_keys(tmp_path, text, key):
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, f"[stats]\n{text}\n"))
+    assert info.value.key == key

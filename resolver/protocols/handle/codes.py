@@ -90,7 +90,10 @@ RC_FOR: dict[Outcome, ResponseCode] = {
     Outcome.AUTH_FAILED: ResponseCode.AUTHENTICATION_FAILED,
     Outcome.TLS_REQUIRED: ResponseCode.AUTHENTICATION_NEEDED,
     Outcome.FORBIDDEN: ResponseCode.INSUFFICIENT_PERMISSIONS,
-    Outcome.UPSTREAM_UNAVAILABLE: ResponseCode.SERVER_NOT_RESP,
+    # Not 301: "that prefix doesn't live here" is a statement about the data, which a failed
+    # upstream does not support; RC 2 (a server-side failure) is what a client retries, and what
+    # the reference answers when its own recursion throws.  HTTP 504, DNS SERVFAIL alike.
+    Outcome.UPSTREAM_UNAVAILABLE: ResponseCode.ERROR,
     Outcome.RECURSION_LIMIT: ResponseCode.RECURSION_COUNT_TOO_HIGH,  # §4 item 3: RC 6
     Outcome.BUSY: ResponseCode.SERVER_TOO_BUSY,
     Outcome.TOO_MANY_ATTEMPTS: ResponseCode.SERVER_TOO_BUSY,  # reliability.md: RC 3
