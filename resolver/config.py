@@ -502,16 +502,23 @@ def _identity(key: str, a: str) -> str:
     return a
 
 
-def _report_url(key: str, text: str) -> str:
-    """An ``http[s]://host[:port]/path`` URL to POST reports to (no credentials in it: the
-    token lives in ``report_token_file``), or ConfigError."""
+def _http_url(key: str, text: str, expected: str) -> urllib.parse.SplitResult:
+    """``text`` split as an http(s) URL with a host and a valid port, or ConfigError saying
+    what was ``expected``."""
     try:
         u = urllib.parse.urlsplit(text.strip())
         _ = u.port  # ValueError when not a number in 0..65535
     except ValueError as exc:
         raise ConfigError(key, f"{text!r}: {exc}") from None
-    if u.scheme.lower() not in ("http", "https") or not u.hostname:
-        raise ConfigError(key, f"{text!r}: expected http[s]://host[:port]/path")
+    if u.scheme.lower() not in ("http", "https") or not u.hostname or u.port == 0:
+        raise ConfigError(key, f"{text!r}: expected {expected}")
+    return u
+
+
+def _report_url(key: str, text: str) -> str:
+    """An ``http[s]://host[:port]/path`` URL to POST reports to (no credentials in it: the
+    token lives in ``report_token_file``), or ConfigError."""
+    u = _http_url(key, text, "http[s]://host[:port]/path")
     if u.username or u.password or u.fragment:
         raise ConfigError(key, f"{text!r}: no credentials or fragment in the URL (the token "
                                "goes in report_token_file)")  # fmt: skip
@@ -521,15 +528,8 @@ def _report_url(key: str, text: str) -> str:
 def _rest_base(key: str, text: str) -> str:
     """``http[s]://host[:port][/]`` → its one spelling (scheme lower-case, no trailing
     ``/``), or ConfigError: a node's REST base URL, without path, query or credentials."""
-    try:
-        u = urllib.parse.urlsplit(text.strip())
-        port = u.port  # ValueError when not a number in 0..65535
-    except ValueError as exc:
-        raise ConfigError(key, f"{text!r}: {exc}") from None
-    if u.scheme.lower() not in ("http", "https") or not u.hostname:
-        raise ConfigError(key, f"{text!r}: expected http://host[:port] or https://host[:port]")
-    if u.path not in ("", "/") or u.query or u.fragment or u.username or u.password \
-            or port == 0:  # fmt: skip
+    u = _http_url(key, text, "http://host[:port] or https://host[:port]")
+    if u.path not in ("", "/") or u.query or u.fragment or u.username or u.password:
         raise ConfigError(key, f"{text!r}: only scheme, host and port (no path, query or "
                                "credentials)")  # fmt: skip
     return f"{u.scheme.lower()}://{u.netloc}"
