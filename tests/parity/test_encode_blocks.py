@@ -550,7 +550,9 @@ def test_generated_plain_rows_are_taken(cython_twin_or_none):
     twins = _twins(cython_twin_or_none)
     cases = []
 
-    @settings(max_examples=120, deadline=None, database=None,
+    # derandomize: the assertion below is about the share of generated rows, so the rows
+    # must be the same every run (a random draw fell short of it once in many runs)
+    @settings(max_examples=120, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
     @given(_plain_row(), st.booleans())
     def run(case, cs):
