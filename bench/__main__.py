@@ -24,6 +24,8 @@ SCENARIOS = {
                "node: rate, node RSS, resolution p99 during it"),
     "peering": ("bench.peering", "recursive resolution through a secondary node (top-level T, "
                 "secondary B): cold (upstream) and warm (cache) latency over Handle UDP"),
+    "report": ("bench.report", "run the scenarios above side by side with their yardsticks; "
+               "write bench/RESULTS.md and PNG plots (--quick, --only, --out)"),
 }
 
 

@@ -231,13 +231,17 @@ def idnode_argv() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "resolver"]
 
 
-def machine() -> str:
-    model = ""
+def cpu_model() -> str:
+    """The CPU's model name ("" when /proc/cpuinfo does not say)."""
     with contextlib.suppress(OSError):
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
+def machine() -> str:
+    model = cpu_model()
     return (f"{os.cpu_count()} cores {model}, Linux {platform.release()}, "
             f"Python {platform.python_version()}")  # fmt: skip
 

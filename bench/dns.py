@@ -570,8 +570,9 @@ def _ms(v) -> str:
     return f"{v:8.3f}" if v is not None else f"{'-':>8s}"
 
 
-def report(args, load: Load, fig: dict) -> bool:
-    """Print the medians, the ratio, the verdict and the JSON line; → ratio ≥ 0.8."""
+def report(args, load: Load, fig: dict) -> tuple[bool, dict]:
+    """Print the medians, the ratio, the verdict and the JSON line; → (ratio ≥ 0.8, the JSON
+    line's figures)."""
     full, half = fig["full"], fig["half"]
     med = {name: _medians(rs) for name, rs in full.items()}
     hmed = {name: _medians(rs) for name, rs in half.items()}
@@ -633,7 +634,7 @@ def report(args, load: Load, fig: dict) -> bool:
         print(f"warning: up to {noisy:.2f} cores were busy with other work during the runs "
               f"(other processes or the hypervisor); the figures are unreliable — rerun on a "
               f"quiet machine")  # fmt: skip
-    print(json.dumps({
+    doc = {
         "scenario": "dns", "records": args.records, "zone_records": args.zone_records,
         "apex": args.apex, "implementation": fig["implementation"],
         "dns_fast_path": fig["fast_path"], "knot_version": fig["knot_version"],
@@ -651,31 +652,38 @@ def report(args, load: Load, fig: dict) -> bool:
         "cpu_ratio": round(cpu_ratio, 4) if cpu_ratio is not None else None,
         "pass_ratio": ok, "max_other_cores": noisy, "notes": fig["notes"],
         "problems": fig["problems"],
-    }, separators=(",", ":")))  # fmt: skip
-    return ok
+    }  # fmt: skip
+    print(json.dumps(doc, separators=(",", ":")))
+    return ok, doc
 
 
 def main(argv: list[str] | None = None) -> int:
+    return collect(argv)[0]
+
+
+def collect(argv: list[str] | None = None) -> tuple[int, dict | None]:
+    """Run the scenario as ``main`` does; → (exit status, the JSON line's figures, or None
+    when nothing was measured).  ``python -m bench report`` gathers scenarios through it."""
     args = _parser().parse_args(argv)
     if not 1 <= args.records <= data.MAX_RECORDS or not 1 <= args.zone_records <= args.records:
         print(f"need 1 ≤ --zone-records ≤ --records ≤ {data.MAX_RECORDS} (the zone's identifiers "
               f"are the first of the store's)", file=sys.stderr)  # fmt: skip
-        return 2
+        return 2, None
     sizes = (args.pool, args.rounds, args.clients, args.outstanding, args.paced_outstanding)
     if min(sizes) < 1 or args.duration <= 0 or args.timeout <= 0 or args.warmup < 0:
         print("need pool, rounds, clients and outstanding ≥ 1, duration and timeout > 0",
               file=sys.stderr)  # fmt: skip
-        return 2
+        return 2, None
     try:
         parse_mix(args.mix)
         mapping.to_dns_name(data.handle(1), args.apex)
     except ValueError as exc:
         print(f"bench dns: {exc}", file=sys.stderr)
-        return 2
+        return 2, None
     dnsperf = find_dnsperf(args.dnsperf)
     if dnsperf is None:
         print(INSTALL_DNSPERF, file=sys.stderr)
-        return 2
+        return 2, None
     knotd = knot.find_knotd(args.knotd)
     gen_cpu, server_cpu = pins(args.pin)
 
@@ -691,19 +699,19 @@ def main(argv: list[str] | None = None) -> int:
         fig = measure(args, load, tmp, servers, knotd, locks)
     except (RuntimeError, ValueError, OSError, subprocess.SubprocessError) as exc:
         print(f"bench dns: {exc}", file=sys.stderr)
-        return 1
+        return 1, None
     finally:
         stop_servers(servers)
         for lock in locks:
             lock.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    ok = report(args, load, fig)
+    ok, doc = report(args, load, fig)
     if fig["problems"]:
         print("bench dns: wrong answers or lost queries:\n" + "\n".join(fig["problems"]),
               file=sys.stderr)  # fmt: skip
-        return 1
+        return 1, doc
     if knotd is None:
         print("bench dns: Knot DNS is missing — idnode measured alone; install it: "
               "sudo apt-get install -y knot", file=sys.stderr)  # fmt: skip
-        return 2
-    return 3 if args.strict and not ok else 0
+        return 2, doc
+    return (3 if args.strict and not ok else 0), doc

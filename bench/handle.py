@@ -528,8 +528,9 @@ def _medians(rs: list[GenResult]) -> dict:
             "lost": sum(x.lost for x in rs), "answered": sum(x.answered for x in rs)}  # fmt: skip
 
 
-def report(args, setup: Setup, fig: dict) -> bool:
-    """Print the medians, ratio, verdicts and the JSON line; → acceptance met."""
+def report(args, setup: Setup, fig: dict) -> tuple[bool, dict]:
+    """Print the medians, ratio, verdicts and the JSON line; → (acceptance met, the JSON
+    line's figures)."""
     full, half = fig["full"], fig["half"]
     med = {name: _medians(rs) for name, rs in full.items()}
     hmed = {name: _medians(rs) for name, rs in half.items()}
@@ -595,7 +596,7 @@ def report(args, setup: Setup, fig: dict) -> bool:
             print(f"note: {name} lost {lost} of {lost + answered} requests (no answer within "
                   f"{args.timeout_ms:g} ms; UDP datagrams dropped when its socket buffer was "
                   f"full, or a stall)")  # fmt: skip
-    print(json.dumps({
+    doc = {
         "scenario": f"handle-{setup.scenario}", "records": args.records,
         "zone_records": args.zone_records, "implementation": fig["implementation"],
         "handle_fast_path": fig["fast_path"], "knot_version": fig["knot_version"],
@@ -611,33 +612,40 @@ def report(args, setup: Setup, fig: dict) -> bool:
         "cpu_ratio": round(cpu_ratio, 4) if cpu_ratio is not None else None,
         "half_p99_ms": half_p99, "pass_ratio": ok_ratio, "pass_p99": ok_p99,
         "max_other_cores": noisy,
-    }, separators=(",", ":")))  # fmt: skip
-    return ok_ratio and ok_p99
+    }  # fmt: skip
+    print(json.dumps(doc, separators=(",", ":")))
+    return ok_ratio and ok_p99, doc
 
 
 def run(scenario: str, argv: list[str] | None) -> int:
+    return collect(scenario, argv)[0]
+
+
+def collect(scenario: str, argv: list[str] | None = None) -> tuple[int, dict | None]:
+    """Run ``handle-<scenario>`` as its ``main_*`` does; → (exit status, the JSON line's
+    figures, or None when nothing was measured).  ``python -m bench report`` uses it."""
     args = _parser(scenario).parse_args(argv)
     transport, _conns, _depth = SCENARIOS[scenario]
     if not 1 <= args.records <= data.MAX_RECORDS or not 1 <= args.zone_records <= data.MAX_RECORDS:
         print(f"--records and --zone-records must be between 1 and {data.MAX_RECORDS}",
               file=sys.stderr)  # fmt: skip
-        return 2
+        return 2, None
     window, open_window = getattr(args, "window", 0), getattr(args, "open_window", 0)
     conns, depth = getattr(args, "conns", 0), getattr(args, "depth", 1)
     sizes = (window, open_window) if transport == "udp" else (conns, depth)
     if args.rounds < 1 or args.duration <= 0 or args.pool < 1 or min(sizes) < 1:
         print("need rounds, pool, windows, connections and depth ≥ 1, duration > 0",
               file=sys.stderr)  # fmt: skip
-        return 2
+        return 2, None
     knotd = knot.find_knotd(args.knotd)
     try:
         gen = build_loadgen(args.build_dir, args.cc)
     except ToolMissing as exc:
         print(exc, file=sys.stderr)
-        return 2
+        return 2, None
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         print(f"bench handle-{scenario}: {exc}", file=sys.stderr)
-        return 1
+        return 1, None
     gen_cpu, server_cpu = pins(args.pin)
     setup = Setup(scenario, transport, window, open_window, conns, depth, gen, gen_cpu,
                   server_cpu)  # fmt: skip
@@ -652,18 +660,18 @@ def run(scenario: str, argv: list[str] | None) -> int:
         fig = measure(args, setup, tmp, servers, knotd, locks)
     except (RuntimeError, ValueError, OSError, subprocess.SubprocessError) as exc:
         print(f"bench handle-{scenario}: {exc}", file=sys.stderr)
-        return 1
+        return 1, None
     finally:
         stop_servers(servers)
         for lock in locks:
             lock.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    ok = report(args, setup, fig)
+    ok, doc = report(args, setup, fig)
     if knotd is None:
         print(f"bench handle-{scenario}: Knot DNS is missing — idnode measured alone; "
               f"install it: sudo apt-get install -y knot", file=sys.stderr)  # fmt: skip
-        return 2
-    return 3 if args.strict and not ok else 0
+        return 2, doc
+    return (3 if args.strict and not ok else 0), doc
 
 
 def main_udp(argv: list[str] | None = None) -> int:

@@ -87,6 +87,7 @@ class WrkResult:
     socket_errors: dict = field(default_factory=dict)
     cpu_us: float = 0.0  # server CPU (user + system, all its processes) per request
     other_cores: float = 0.0  # CPU busy with neither the server nor wrk, in cores (noise)
+    p90_ms: float | None = None  # wrk --latency's 90% line (for the report's percentile curves)
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
@@ -119,8 +120,10 @@ def parse_wrk(out: str) -> WrkResult:
     errors = {}
     if sock:
         errors = dict(zip(("connect", "read", "write", "timeout"), map(int, sock.groups())))
+    p90 = re.search(r"^\s+90%\s+(\S+)", out, re.M)
     return WrkResult(rps, p50, p99, int(total.group(1)), bytes_read,
-                     int(non.group(1)) if non else 0, errors)  # fmt: skip
+                     int(non.group(1)) if non else 0, errors,
+                     p90_ms=_ms(p90.group(1)) if p90 else None)  # fmt: skip
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -301,8 +304,9 @@ def measure(args, wrk: str, store: Path, tmp: Path, servers: list[Server],
 
 
 def report(args, implementation: str, body_bytes: int, runs: Runs,
-           pinned: bool) -> bool:  # fmt: skip
-    """Print the medians, ratios, verdicts and the JSON line; → acceptance met."""
+           pinned: bool) -> tuple[bool, dict]:  # fmt: skip
+    """Print the medians, ratios, verdicts and the JSON line; → (acceptance met, the JSON
+    line's figures)."""
     med = {name: {"rps": statistics.median(x.rps for x in rs),
                   "p50_ms": statistics.median(x.p50_ms for x in rs),
                   "p99_ms": statistics.median(x.p99_ms for x in rs),
@@ -338,7 +342,7 @@ def report(args, implementation: str, body_bytes: int, runs: Runs,
               f"{args.connections} connections kept busy, mean latency ≈ connections / req/s = "
               f"{args.connections / med['floor']['rps'] * 1e3:.2f} ms for the floor, so the p99 "
               f"limit needs a faster server than this machine allows, or fewer connections")
-    print(json.dumps({
+    doc = {
         "scenario": "http", "records": args.records, "implementation": implementation,
         "threads": args.threads, "connections": args.connections, "duration_s": args.duration,
         "rounds": args.rounds, "pinned": pinned, "body_bytes": body_bytes,
@@ -347,23 +351,30 @@ def report(args, implementation: str, body_bytes: int, runs: Runs,
         "ratio": round(ratio, 4), "paired_ratio": round(paired, 4),
         "cpu_ratio": round(cpu_ratio, 4), "pass_ratio": ok_ratio, "pass_p99": ok_p99,
         "max_other_cores": noisy,
-    }, separators=(",", ":")))  # fmt: skip
-    return ok_ratio and ok_p99
+    }  # fmt: skip
+    print(json.dumps(doc, separators=(",", ":")))
+    return ok_ratio and ok_p99, doc
 
 
 def main(argv: list[str] | None = None) -> int:
+    return collect(argv)[0]
+
+
+def collect(argv: list[str] | None = None) -> tuple[int, dict | None]:
+    """Run the scenario as ``main`` does; → (exit status, the JSON line's figures, or None
+    when nothing was measured).  ``python -m bench report`` gathers scenarios through it."""
     args = _parser().parse_args(argv)
     if not 1 <= args.records <= data.MAX_RECORDS:
         print(f"--records must be between 1 and {data.MAX_RECORDS}", file=sys.stderr)
-        return 2
+        return 2, None
     if args.threads < 1 or args.connections < args.threads or args.rounds < 1 or args.duration < 1:
         print("need threads ≥ 1, connections ≥ threads, rounds ≥ 1, duration ≥ 1",
               file=sys.stderr)  # fmt: skip
-        return 2
+        return 2, None
     wrk = shutil.which(args.wrk)
     if wrk is None:
         print(INSTALL_WRK, file=sys.stderr)
-        return 2
+        return 2, None
     cores = sorted(os.sched_getaffinity(0))
     pins = (cores[0], cores[1]) if args.pin and len(cores) >= 2 else (None, None)
 
@@ -378,9 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         implementation, body_bytes, runs = measure(args, wrk, store, tmp, servers, pins)
     except (RuntimeError, ValueError, OSError, subprocess.SubprocessError) as exc:
         print(f"bench http: {exc}", file=sys.stderr)
-        return 1
+        return 1, None
     finally:
         stop_servers(servers)
         shutil.rmtree(tmp, ignore_errors=True)
-    ok = report(args, implementation, body_bytes, runs, pins[1] is not None)
-    return 3 if args.strict and not ok else 0
+    ok, doc = report(args, implementation, body_bytes, runs, pins[1] is not None)
+    return (3 if args.strict and not ok else 0), doc

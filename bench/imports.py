@@ -234,7 +234,7 @@ def _wait_http(base: str, timeout: float = 30.0) -> None:
     raise RuntimeError("the node does not answer HTTP")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench import", description=__doc__.split("\n")[0])
     p.add_argument("--count", type=int, default=1_000_000, help="identifiers per import")
     p.add_argument("--formats", default="jsonl,csv", help="comma-separated: jsonl, csv")
@@ -244,11 +244,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pure", action="store_true", help="the node without its Cython extension")
     p.add_argument("--build-dir", type=Path, default=BUILD_DIR)
     p.add_argument("--cc", default="cc")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return collect(argv)[0]
+
+
+def collect(argv: list[str] | None = None) -> tuple[int, dict | None]:
+    """Run the scenario as ``main`` does; → (exit status, ``{"scenario": "import", options…,
+    "rows": [one dict per format, as printed]}``, or None when nothing was measured)."""
+    args = _parser().parse_args(argv)
     formats = [f for f in args.formats.split(",") if f]
     if args.count < 1 or not set(formats) <= {"jsonl", "csv"} or not formats:
         print("need --count ≥ 1 and --formats among jsonl,csv", file=sys.stderr)
-        return 2
+        return 2, None
     gen = build_loadgen(args.build_dir, args.cc)
     print(f"bench import: {machine()}; {versions(('uvloop', 'lmdb', 'orjson'))}")
     inputs = ensure_inputs(args.count, args.build_dir)
@@ -261,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(row), flush=True)
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         print(f"bench import: {exc}", file=sys.stderr)
-        return 1
+        return 1, None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print()
@@ -276,4 +286,5 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['max_progress_gap_s']} s | {r['resolve_p50_ms']:.2f} / "
               f"{r['resolve_p99_ms']:.2f} / {r['resolve_max_ms']:.1f} ms at {r['resolve_rate']}/s "
               f"({r['resolve_lost']} lost) |")
-    return 0
+    return 0, {"scenario": "import", "count": args.count, "workers": args.workers,
+               "rate": args.rate, "pure": args.pure, "rows": rows}

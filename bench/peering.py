@@ -232,10 +232,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return collect(argv)[0]
+
+
+def collect(argv: list[str] | None = None) -> tuple[int, dict | None]:
+    """Run the scenario as ``main`` does; → (exit status, the JSON line's figures, or None
+    when nothing was measured).  ``python -m bench report`` gathers scenarios through it."""
     args = _parser().parse_args(argv)
     if not 1 <= args.count < args.records or args.workers < 1 or args.timeout <= 0:
         print("need 1 ≤ --count < --records, --workers ≥ 1, --timeout > 0", file=sys.stderr)
-        return 2
+        return 2, None
     env = dict(os.environ)
     env.pop("IDNODE_NO_EXTENSIONS", None)
     if args.pure:
@@ -290,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"{s.name} died during the run; its log:\n{s.log()}")
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         print(f"bench peering: {exc}", file=sys.stderr)
-        return 1
+        return 1, None
     finally:
         stop_servers(servers)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -305,7 +311,9 @@ def _ms(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def report(args, results: dict, implementation: str, first_s: float) -> int:
+def report(args, results: dict, implementation: str,
+           first_s: float) -> tuple[int, dict]:  # fmt: skip
+    """Print the table, warnings and the JSON line; → (exit status, the JSON line's figures)."""
     print()
     print("| phase | queries | p50 ms | p90 ms | p99 ms | max ms | mean ms | lost | "
           "upstream queries | cache hits |")
@@ -327,13 +335,14 @@ def report(args, results: dict, implementation: str, first_s: float) -> int:
         notes.append("answers were lost (no reply within --timeout): latencies leave them out")
     for note in notes:
         print(f"warning: {note}")
-    print(json.dumps({"scenario": "peering", "records": args.records, "count": args.count,
-                      "workers": args.workers, "pure": args.pure, "seed": args.seed,
-                      "hot_path": implementation, "warmup_ms": round(first_s * 1000, 3),
-                      "phases": {k: {x: y for x, y in v.items() if x != "problems"}
-                                 for k, v in results.items()},
-                      "problems": problems, "warnings": notes}))  # fmt: skip
+    doc = {"scenario": "peering", "records": args.records, "count": args.count,
+           "workers": args.workers, "pure": args.pure, "seed": args.seed,
+           "hot_path": implementation, "warmup_ms": round(first_s * 1000, 3),
+           "phases": {k: {x: y for x, y in v.items() if x != "problems"}
+                      for k, v in results.items()},
+           "problems": problems, "warnings": notes}  # fmt: skip
+    print(json.dumps(doc))
     if problems:
         print("wrong answers:\n  " + "\n  ".join(problems), file=sys.stderr)
-        return 1
-    return 0
+        return 1, doc
+    return 0, doc
