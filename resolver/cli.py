@@ -135,8 +135,10 @@ def _agent_store(cfg):
     return store
 
 
-def cmd_serve(cfg) -> int:
-    from resolver.servers import dns_frontend, lifecycle, sockets
+def _check_serve(cfg) -> None:
+    """What ``serve`` checks beyond ``config.load``, before binding anything (and a reload
+    before starting workers): ConfigError."""
+    from resolver.servers import access_log, dns_frontend, lifecycle
 
     if cfg.dns_port >= 0:
         try:
@@ -147,9 +149,53 @@ def cmd_serve(cfg) -> int:
             lifecycle.rrl_config(cfg)  # rate-limit against instant-limit, whitelist ranges
         except ValueError as exc:
             raise ConfigError("dns.rrl", str(exc)) from None
+    try:
+        access_log.check_destination(cfg.access_log)  # unwritable: fail before binding
+    except OSError as exc:
+        raise ConfigError("log.access_log", f"cannot open {cfg.access_log}: "
+                                            f"{exc.strerror}") from None  # fmt: skip
+    if cfg.tls_cert:  # the workers load it after binding: a bad pair must fail here
+        import ssl
+
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cfg.tls_cert,
+                                                                                cfg.tls_key)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError("http.tls_cert", f"cannot load the certificate and key: "
+                                               f"{getattr(exc, 'reason', None) or exc}") from None
+
+
+#: Settings a SIGHUP reload cannot change (config.py docstring): the supervisor's — what it
+#: binds and opens — and what decides whether and how the upstream agent runs.
+_RESTART_ONLY = ("data", "map_size", "host", "http_port", "handle_port", "dns_port", "role",
+                 "metrics_enabled")  # fmt: skip
+_AGENT_PREFIXES = ("upstream_", "takeover_", "stats_report_")
+
+
+def _restart_only_changes(old, new) -> list[str]:
+    """The settings (as file keys) that differ between ``old`` and ``new`` and need a restart."""
+    keys = {field: key for key, field in config_mod._FILE_KEYS.items()}
+    return [keys.get(f.name, f.name) for f in dataclasses.fields(old)
+            if (f.name in _RESTART_ONLY or f.name.startswith(_AGENT_PREFIXES))
+            and getattr(old, f.name) != getattr(new, f.name)]  # fmt: skip
+
+
+def cmd_serve(cfg, reread=None) -> int:
+    """``reread()``: the configuration as the command line and file now say (SIGHUP)."""
+    from resolver.servers import handover, lifecycle, sockets
+
+    _check_serve(cfg)
+    # Unreadable credentials: fail before binding anything (and before forking).
+    registration_auth = _registration_auth(cfg)
+    takeover_secret = _takeover_secret(cfg)
+    report_token = _report_token(cfg)
     store = _open_store(cfg)  # create/verify the store once before forking
     _home_prefixes(store, cfg)
     store.close()
+    if cfg.metrics_enabled:  # before any fork: every child writes its metric files there
+        from resolver.servers import metrics
+
+        metrics.prepare(cfg.data)
     reserved = [sockets.reserve_port(cfg.host, cfg.http_port)]
     reserved += sockets.reserve_tcp_udp(cfg.host, cfg.handle_port)
     if cfg.dns_port >= 0:
@@ -157,19 +203,17 @@ def cmd_serve(cfg) -> int:
     http_port = reserved[0].getsockname()[1]
     handle_port = reserved[1].getsockname()[1]
     dns_port = reserved[3].getsockname()[1] if cfg.dns_port >= 0 else -1
+    configured = cfg  # as written (port 0 = "any free"): what a reload compares with
     cfg = dataclasses.replace(cfg, http_port=http_port, handle_port=handle_port, dns_port=dns_port)
     dns_text = f"dns://{cfg.host}:{dns_port} (udp+tcp, {cfg.dns_apex}) " if dns_port >= 0 else ""
     agent_socket = None
     upstream_text = ""
-    registration_auth = _registration_auth(cfg)  # unreadable credentials: fail before forking
     if cfg.upstream_servers:
         from resolver.upstream.link import agent_socket_name
 
         agent_socket = agent_socket_name(os.getpid(), cfg.data)  # os.getpid(): the supervisor
         upstream_text = (f"upstream {', '.join(cfg.upstream_servers)} (recursion "
                          f"{'on' if cfg.upstream_recursion else 'off'}) ")  # fmt: skip
-    takeover_secret = _takeover_secret(cfg)  # unreadable secret: fail before forking
-    report_token = _report_token(cfg)  # likewise
     if cfg.takeover_sources:  # the agent pulls the copy, with or without [upstream] servers
         from resolver.upstream.link import agent_socket_name
 
@@ -189,10 +233,29 @@ def cmd_serve(cfg) -> int:
               f"{cfg.worker_count} worker(s), {native.IMPLEMENTATION} hot path, {loop_kind}, "
               f"record cache {cfg.record_cache >> 20} MiB, data {cfg.data}")  # fmt: skip
 
-    def worker(_i: int) -> None:
-        for sock in reserved:
-            sock.close()
-        _run_worker(cfg, agent_socket)
+    def worker_with(conf):
+        def worker(_i: int) -> None:
+            for sock in reserved:
+                sock.close()
+            _run_worker(conf, agent_socket)
+
+        return worker
+
+    def reload():
+        # In the supervisor, on SIGHUP: ConfigError (logged there) leaves everything as it is.
+        new = reread()
+        changed = _restart_only_changes(configured, new)
+        if changed:
+            raise ConfigError(", ".join(changed), "changed; only a restart can apply that")
+        _check_serve(new)
+        new = dataclasses.replace(new, http_port=http_port, handle_port=handle_port,
+                                  dns_port=dns_port)  # fmt: skip
+        store = _open_store(new)
+        try:
+            _home_prefixes(store, new)
+        finally:
+            store.close()
+        return new.worker_count, worker_with(new)
 
     def agent() -> None:
         for sock in reserved:
@@ -206,8 +269,11 @@ def cmd_serve(cfg) -> int:
             sock.close()
 
     try:
-        return lifecycle.supervise(cfg.worker_count, worker, banner, started,
-                                   agent=agent if agent_socket else None)  # fmt: skip
+        return lifecycle.supervise(cfg.worker_count, worker_with(cfg), banner, started,
+                                   agent=agent if agent_socket else None,
+                                   sockets=handover.WorkerSockets(cfg.host, http_port,
+                                                                  handle_port, dns_port),
+                                   reload=reload if reread is not None else None)  # fmt: skip
     finally:
         for sock in reserved:
             sock.close()
@@ -242,9 +308,33 @@ def _run_worker(cfg, agent_socket: str | None = None) -> None:
         asyncio.run(lifecycle.run_worker(store, resolver, cfg, cfg.http_port, cfg.handle_port,
                                          admin=admin, extensions=_extensions(admin),
                                          native_admin=native,
-                                         dns_port=cfg.dns_port))  # fmt: skip
+                                         dns_port=cfg.dns_port,
+                                         metrics=_worker_metrics(store, cfg)))  # fmt: skip
     finally:
         store.close()
+
+
+def _worker_metrics(store, cfg):
+    """A worker's ``/metrics`` (issue 8 §3), with the import jobs read from the store; None
+    with ``[metrics] enabled = false``."""
+    if not cfg.metrics_enabled:
+        return None
+    from resolver.servers.metrics import WorkerMetrics
+
+    return WorkerMetrics(store, import_jobs=lambda: _import_jobs(store))
+
+
+def _import_jobs(store):
+    """``(state, committed, failed)`` of every import job (``registry.imports`` keeps them in
+    ``meta``); a running job whose process is gone is "interrupted", as its API shows it."""
+    from registry import imports
+
+    for _key, value in store.meta_scan(imports._JOB):
+        job = imports._State.from_bytes(value)
+        state = job.state
+        if state == "running" and not imports._alive(job.owner):
+            state = "interrupted"
+        yield state, job.committed, job.failed
 
 
 def _run_agent(cfg, agent_socket: str, registration_auth=None, takeover_secret=None,
@@ -278,6 +368,10 @@ def _run_agent(cfg, agent_socket: str, registration_auth=None, takeover_secret=N
                                                 cfg.stats_flush_interval))  # fmt: skip
     if cfg.stats_report_url or cfg.stats_report_dir:
         background.append(lambda: _make_reporter(cfg, report_token))
+    if cfg.upstream_servers and cfg.metrics_enabled:  # issue 8 §3: upstream health, cache
+        from resolver.servers.metrics import UpstreamMetrics
+
+        background.append(lambda: UpstreamMetrics(made[0]))
     run_agent(cfg, agent_socket, make_recursor, background=background)
 
 
@@ -391,7 +485,13 @@ def _make_recursor(cfg):
                         stale_answer_ttl=cfg.upstream_stale_answer_ttl,
                         max_stale_ttl=cfg.upstream_max_stale_ttl,
                         max_entries=cfg.upstream_cache_entries)  # fmt: skip
-    return Recursor(upstreams, cache=cache, health=UpstreamHealth(upstreams),
+    client = None
+    if cfg.metrics_enabled:  # upstream latency per top-level node (issue 8 §3)
+        from resolver.servers.metrics import TimedClient
+        from resolver.upstream.recursor import default_client
+
+        client = TimedClient(default_client(), upstreams)
+    return Recursor(upstreams, client=client, cache=cache, health=UpstreamHealth(upstreams),
                     flight=SingleFlight(), recursion_limit=cfg.upstream_recursion_limit,
                     case_sensitive=cfg.case_sensitive)  # fmt: skip
 
@@ -687,7 +787,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().setLevel(cfg.log_level.upper())
     try:
         if args.command == "serve":
-            return cmd_serve(cfg)
+            return cmd_serve(cfg, lambda: config_mod.load(args.config, _overrides(args)))
         if args.command == "load":
             return cmd_load(cfg, args.file, args.batch)
         if args.command == "upstream":
@@ -697,6 +797,9 @@ def main(argv: list[str] | None = None) -> int:
             print(store.stat(), f"last transaction {store.last_txn_id()}")
             store.close()
             return 0
+    except ConfigError as exc:  # found by serve's own checks, before binding: exit 2 as above
+        print(f"idnode: configuration: {exc.key}: {exc.reason}", file=sys.stderr)
+        return 2
     except StoreError as exc:
         print(f"idnode: {exc.message}", file=sys.stderr)
         return 1

@@ -101,6 +101,24 @@ every ``min(interval, 1)`` seconds.
 
 Counters are served by ``GET /api/v1/stats``; reports (``resolver.upstream.report``) are made
 by the upstream agent, which ``idnode serve`` runs when a report target is set.
+
+    [metrics]                    # Prometheus metrics (issue 8 §3; resolver.servers.metrics)
+    enabled = true               # GET /metrics on the HTTP port; false: no /metrics, no counting
+
+``/healthz`` and ``/readyz`` are served either way.
+
+    [log]                        # the access log (issue 8 §4; resolver.servers.access_log)
+    access_log = ""              # "" off, "-" standard error, else a file (appended to)
+    access_format = "text"       # "text" (Handle.net access.log fields) or "json" (JSON lines)
+    access_rate = 1000           # lines/s per worker, beyond: one "N suppressed" line; 0 = no limit
+
+A SIGHUP to ``idnode serve`` re-reads this file (``resolver.servers.lifecycle.supervise``):
+new workers start with it, then the old ones drain.  The supervisor's own settings cannot
+change that way (a reload changing them is refused with a log line): ``[store] path`` and
+``map_size``, ``[http] host`` and ``port``, ``[handle] port``, ``[dns] port``, ``[metrics]
+enabled``, and what the upstream agent runs with (``[upstream]``, ``[takeover]``, ``[node]
+role``, the ``[stats]`` report settings).  Flags given to ``idnode serve`` keep overriding the
+file.  New workers open the access log anew: SIGHUP after rotating it.
 """
 
 from __future__ import annotations
@@ -186,6 +204,10 @@ class Config:
     stats_report_dir: str = ""
     stats_report_interval: float = 3600.0
     stats_report_token_file: str = ""
+    metrics_enabled: bool = True
+    access_log: str = ""
+    access_format: str = "text"
+    access_rate: int = 1000
 
     @property
     def dns_ns_names(self) -> tuple[str, ...]:
@@ -274,6 +296,10 @@ _FILE_KEYS = {
     "stats.report_dir": "stats_report_dir",
     "stats.report_interval": "stats_report_interval",
     "stats.report_token_file": "stats_report_token_file",
+    "metrics.enabled": "metrics_enabled",
+    "log.access_log": "access_log",
+    "log.access_format": "access_format",
+    "log.access_rate": "access_rate",
 }
 _SUBTABLES = frozenset({"dns.rrl"})
 #: ``[node] role``: a secondary node serves its enterprises' prefixes and asks the top-level
@@ -310,6 +336,7 @@ _INT_RANGES = {
     "upstream_cache_entries": (1, 100_000_000),
     "upstream_recursion_limit": (1, 100),
     "upstream_register_interval": (1, 86400),
+    "access_rate": (0, 10_000_000),
 }
 
 
@@ -370,7 +397,7 @@ def _check(field: str, key: str, v: Any) -> Any:
                 raise ConfigError(key, f"{a!r} is not an IP address, network or range") from None
         return tuple(v)
     if field in ("allow_anonymous_list", "case_sensitive", "auth_requires_tls", "rrl_dry_run",
-                 "upstream_recursion", "takeover_enabled"):  # fmt: skip
+                 "upstream_recursion", "takeover_enabled", "metrics_enabled"):  # fmt: skip
         if not isinstance(v, bool):
             raise ConfigError(key, f"expected true or false, got {v!r}")
         return v
@@ -398,6 +425,18 @@ def _check(field: str, key: str, v: Any) -> Any:
         if not isinstance(v, str):
             raise ConfigError(key, 'expected a URL such as "https://top.example/stats"')
         return _report_url(key, v) if v else v
+    if field == "access_log":
+        if not isinstance(v, str):
+            raise ConfigError(key, f'expected "" (off), "-" (standard error) or a file path, '
+                                   f"got {v!r}")  # fmt: skip
+        if v not in ("", "-") and (os.path.isdir(v)
+                                   or not os.path.isdir(os.path.dirname(v) or ".")):  # fmt: skip
+            raise ConfigError(key, f"{v!r}: not a file in an existing directory")
+        return v
+    if field == "access_format":
+        if v not in ("text", "json"):
+            raise ConfigError(key, f'expected "text" or "json", got {v!r}')
+        return v
     if field == "stats_report_dir":
         if not isinstance(v, str):
             raise ConfigError(key, f"expected a directory path, got {v!r}")
@@ -585,7 +624,7 @@ def read_file(path: str) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise ConfigError(section, "unknown option (options live in [store], [http], "
                                        "[handle], [dns], [node], [upstream], "
-                                       "[takeover], [stats])")  # fmt: skip
+                                       "[takeover], [stats], [metrics], [log])")  # fmt: skip
         items = list(body.items())
         for name, value in items:
             key = f"{section}.{name}"

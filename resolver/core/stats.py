@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Callable
 
 from resolver.errors import Outcome, StoreError
 
@@ -29,6 +30,11 @@ log = logging.getLogger("idnode.stats")
 
 #: The front-ends whose resolutions are counted, as they appear in metric names.
 FRONT_ENDS = ("http", "handle", "dns")
+#: The tables a worker counts in: one per transport, so that ``/metrics`` can tell UDP from
+#: TCP (``resolver.servers.metrics``); each is stored under its front-end's name
+#: (``handle_udp`` → ``res.handle.<outcome>``).  ``table("handle")`` / ``table("dns")`` still
+#: exist for callers that do not split.
+TRANSPORTS = ("http", "handle_udp", "handle_tcp", "dns_udp", "dns_tcp")
 #: Metric names: ``res.<front-end>.<outcome value>``, and the upstream agent's
 #: ``up.query`` (requests sent upstream for an identifier of that prefix).
 RESOLUTION = "res."
@@ -42,18 +48,37 @@ def count(table: dict, prefix: bytes, outcome: Outcome) -> None:
 
 
 class Tally:
-    """The counters of one worker: one table per front-end (``table(name)``)."""
+    """The counters of one worker: one table per front-end or transport (``table(name)``).
 
-    def __init__(self) -> None:
-        self.tables: dict[str, dict] = {name: {} for name in FRONT_ENDS}
+    ``observe(table name, {outcome value: n})``, if given, is told of every count as it leaves
+    the tables (``publish`` or ``drain``), summed over prefixes — the ``/metrics`` request
+    counters (``resolver.servers.metrics``).  ``publish()`` empties the tables into a carry
+    that the next ``drain()`` returns, so the observer can be fed every second while the store
+    is written every ``flush_interval``; nothing is counted twice or lost.
+    """
+
+    def __init__(self, observe: Callable[[str, dict[str, int]], None] | None = None) -> None:
+        self.tables: dict[str, dict] = {name: {} for name in FRONT_ENDS + TRANSPORTS}
+        self.observe = observe
+        self.carry: dict[tuple[bytes, int, bytes], int] = {}
 
     def table(self, frontend: str) -> dict:
         return self.tables[frontend]
 
+    def publish(self, now: float | None = None) -> None:
+        """Empty the tables into the carry (in the hour of ``now``), telling the observer."""
+        merge(self.carry, self._take(now))
+
     def drain(self, now: float | None = None) -> dict[tuple[bytes, int, bytes], int]:
         """Everything counted since the last drain as ``{(prefix, hour, metric): n}`` — what
-        ``LmdbStore.add_stats`` takes, all in the hour of ``now`` — and start again from zero.
-        Tables are emptied in place: the fast paths hold references to them."""
+        ``LmdbStore.add_stats`` takes, in the hour of ``now`` (published counts: of their
+        ``publish``) — and start again from zero.  Tables are emptied in place: the fast paths
+        hold references to them."""
+        out, self.carry = self.carry, {}
+        merge(out, self._take(now))
+        return out
+
+    def _take(self, now: float | None) -> dict[tuple[bytes, int, bytes], int]:
         hour = int(time.time() if now is None else now) // 3600
         out: dict[tuple[bytes, int, bytes], int] = {}
         for name, table in self.tables.items():
@@ -61,9 +86,17 @@ class Tally:
                 continue
             rows = list(table.items())
             table.clear()
+            stored = name.partition("_")[0]  # handle_udp → handle
+            seen: dict[str, int] = {}
             for (prefix, outcome), n in rows:
-                metric = f"{RESOLUTION}{name}.{outcome}".encode("ascii")
+                metric = f"{RESOLUTION}{stored}.{outcome}".encode("ascii")
                 out[(prefix, hour, metric)] = out.get((prefix, hour, metric), 0) + n
+                seen[outcome] = seen.get(outcome, 0) + n
+            if self.observe is not None:
+                try:
+                    self.observe(name, seen)
+                except Exception:  # metrics must never cost the statistics their counts
+                    log.exception("E120 resolution counts not passed to the metrics")
         return out
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 
 import native
 
@@ -23,10 +24,18 @@ MAX_IN_FLIGHT = 1024
 #: Bursts read per readiness callback before the loop gets to run other work (TCP, HTTP).
 BURSTS_PER_WAKEUP = 4
 
+_clock = time.perf_counter
+
 
 class PumpedDatagramServer:
     log = logging.getLogger("idnode.udp")
     error_code = "E031"
+    #: ``metrics.FrontEndMetrics`` (set by the worker; None: off): each datagram the pump
+    #: answered is observed as its burst's duration, each handed back from then to its reply.
+    metrics = None
+    #: ``access_log.AccessLog`` (set by the subclass; None: off): each datagram the pump hands
+    #: back with its reply goes to ``_logged(data, addr, reply, started)`` once sent.
+    access = None
 
     def __init__(self, store, sock: socket.socket, pump, case_sensitive: bool) -> None:
         self.env = store.env
@@ -43,6 +52,7 @@ class PumpedDatagramServer:
 
     def _readable(self) -> None:
         for _ in range(BURSTS_PER_WAKEUP):
+            t0 = _clock()
             try:
                 read, rest = self.pump.run(self.env, self.records_db, self.prefixes_db,
                                            self.case_sensitive)  # fmt: skip
@@ -53,15 +63,21 @@ class PumpedDatagramServer:
             except Exception:  # a worker must survive any datagram
                 self.log.exception("%s unexpected error reading datagrams", self.error_code)
                 return
+            general = 0
             for data, addr, reply in rest:
                 try:
                     if reply is None:
+                        general += 1
                         self._general(data, addr)
                     else:
                         self._reply(reply, addr)
+                        if self.access is not None:
+                            self._logged(data, addr, reply, t0)
                 except Exception:
                     self.log.exception("%s unexpected error on a datagram from %s",
                                        self.error_code, addr)  # fmt: skip
+            if self.metrics is not None and read > general:
+                self.metrics.observe_many(_clock() - t0, read - general)
             if read < native.BATCH:
                 return
 
@@ -69,6 +85,9 @@ class PumpedDatagramServer:
         raise NotImplementedError
 
     def _general(self, data: bytes, addr) -> None:
+        raise NotImplementedError
+
+    def _logged(self, data: bytes, addr, reply: bytes, started: float) -> None:
         raise NotImplementedError
 
     def _spawn(self, coro) -> None:
@@ -80,6 +99,9 @@ class PumpedDatagramServer:
         task = self.loop.create_task(coro)
         self.in_flight.add(task)
         task.add_done_callback(self.in_flight.discard)
+        if self.metrics is not None:
+            t0, observe = _clock(), self.metrics.observe
+            task.add_done_callback(lambda _task: observe(_clock() - t0))
 
     def stop_reading(self) -> None:
         """Take no new datagrams; answers already under way are still sent."""

@@ -24,11 +24,16 @@ from resolver.servers.stream import BoundedStreamProtocol, TcpLimits
 from resolver.store.lmdb_store import LmdbStore
 
 log = logging.getLogger("idnode.dns.tcp")
+_clock = time.perf_counter
 
 class DnsTcpProtocol(BoundedStreamProtocol):
     def __init__(self, store: LmdbStore, frontend: DnsFrontEnd, zone,
-                 limits: TcpLimits) -> None:  # fmt: skip
+                 limits: TcpLimits, metrics=None, access=None) -> None:  # fmt: skip
         super().__init__(limits)
+        #: ``access_log.AccessLog`` (None: off): a line per answered query
+        self.access = access
+        #: ``metrics.FrontEndMetrics`` (None: off): latency
+        self.metrics = metrics
         self.env = store.env
         self.records_db = store.records_db
         self.prefixes_db = store.prefixes_db
@@ -41,6 +46,7 @@ class DnsTcpProtocol(BoundedStreamProtocol):
         self._touch()
         buf = self.buffer
         buf += data
+        t0 = _clock()
         try:
             txn = None
             pos = 0
@@ -61,6 +67,8 @@ class DnsTcpProtocol(BoundedStreamProtocol):
                 reply = self._fast(query, txn)
                 if reply is not None:
                     out.append(_framed(reply))
+                    if self.access is not None:
+                        self.access.dns(self.peer, "TCP", query, reply, t0)
                 else:
                     self.queue.append(query)
                     self.worker = asyncio.get_running_loop().create_task(self._drain())
@@ -69,6 +77,8 @@ class DnsTcpProtocol(BoundedStreamProtocol):
                 txn.abort()
             if out:
                 self.transport.write(b"".join(out))
+                if self.metrics is not None:
+                    self.metrics.observe_many(_clock() - t0, len(out))
         except Exception:
             log.exception("E043 unexpected error on a DNS TCP connection")
             self.transport.abort()
@@ -83,6 +93,7 @@ class DnsTcpProtocol(BoundedStreamProtocol):
             while self.queue:
                 query = self.queue.popleft()
                 self._update_reading()
+                t0 = _clock()
                 txn = self.env.begin()
                 try:
                     reply = self._fast(query, txn)
@@ -92,6 +103,10 @@ class DnsTcpProtocol(BoundedStreamProtocol):
                     reply = await self.frontend.answer(query, tcp=True)
                 if reply and not self.transport.is_closing():
                     self.transport.write(_framed(reply))
+                    if self.access is not None:
+                        self.access.dns(self.peer, "TCP", query, reply, t0)
+                if self.metrics is not None:
+                    self.metrics.observe(_clock() - t0)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -106,9 +121,10 @@ def _framed(reply: bytes) -> bytes:
 
 
 async def start_dns_tcp(store: LmdbStore, frontend: DnsFrontEnd, host: str, port: int, zone,
-                        limits: TcpLimits) -> asyncio.Server:  # fmt: skip
+                        limits: TcpLimits, metrics=None,
+                        access=None) -> asyncio.Server:  # fmt: skip
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: DnsTcpProtocol(store, frontend, zone, limits),
+        lambda: DnsTcpProtocol(store, frontend, zone, limits, metrics, access),
         sock=listening_socket(host, port),
     )  # fmt: skip

@@ -34,11 +34,14 @@ class DnsUdpServer(PumpedDatagramServer):
 
     def __init__(self, store: LmdbStore, frontend: DnsFrontEnd, sock: socket.socket, zone,
                  case_sensitive: bool, cache=None, limiter: rrl.RateLimiter | None = None,
-                 ) -> None:  # fmt: skip
-        super().__init__(store, sock, native.UdpPump(sock, cache, zone, limiter is not None,
+                 access=None) -> None:  # fmt: skip
+        # RRL and the access log both need every answer back in Python (hand_back).
+        hand_back = limiter is not None or access is not None
+        super().__init__(store, sock, native.UdpPump(sock, cache, zone, hand_back,
                                                      frontend.tally), case_sensitive)  # fmt: skip
         self.frontend = frontend
         self.limiter = limiter
+        self.access = access
 
     def _reply(self, reply: bytes, addr) -> None:
         if not reply:
@@ -57,7 +60,11 @@ class DnsUdpServer(PumpedDatagramServer):
     def _general(self, data: bytes, addr) -> None:
         self._spawn(self._answer(data, addr))
 
+    def _logged(self, data: bytes, addr, reply: bytes, started: float) -> None:
+        self.access.dns(addr[0], "UDP", data, reply, started)
+
     async def _answer(self, data: bytes, addr) -> None:
+        started = self.access.clock() if self.access is not None else 0.0
         try:
             out = await self.frontend.answer(data, tcp=False)
         except Exception:
@@ -65,10 +72,13 @@ class DnsUdpServer(PumpedDatagramServer):
             return
         if out and self.sock.fileno() >= 0:
             self._reply(out, addr)
+            if self.access is not None:
+                self._logged(data, addr, out, started)
 
 
 async def start_dns_udp(store: LmdbStore, frontend: DnsFrontEnd, host: str, port: int, zone,
                         case_sensitive: bool, cache=None,
-                        limiter: rrl.RateLimiter | None = None) -> DnsUdpServer:  # fmt: skip
+                        limiter: rrl.RateLimiter | None = None,
+                        access=None) -> DnsUdpServer:  # fmt: skip
     return DnsUdpServer(store, frontend, udp_socket(host, port), zone, case_sensitive, cache,
-                        limiter)  # fmt: skip
+                        limiter, access)  # fmt: skip

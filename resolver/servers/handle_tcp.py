@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import native
 from resolver.protocols.handle import codec
@@ -29,12 +30,17 @@ from resolver.servers.stream import BoundedStreamProtocol, TcpLimits
 from resolver.store.lmdb_store import LmdbStore
 
 log = logging.getLogger("idnode.handle.tcp")
+_clock = time.perf_counter
 
 
 class HandleTcpProtocol(BoundedStreamProtocol):
     def __init__(self, store: LmdbStore, frontend: HandleFrontEnd, case_sensitive: bool,
-                 limits: TcpLimits) -> None:  # fmt: skip
+                 limits: TcpLimits, metrics=None, access=None) -> None:  # fmt: skip
         super().__init__(limits)
+        #: ``access_log.AccessLog`` (None: off): a line per answered frame
+        self.access = access
+        #: ``metrics.FrontEndMetrics`` (None: off): latency and administrative op codes
+        self.metrics = metrics
         self.env = store.env
         self.records_db = store.records_db
         self.prefixes_db = store.prefixes_db
@@ -48,6 +54,7 @@ class HandleTcpProtocol(BoundedStreamProtocol):
         self._touch()
         if self.closing_after is not None:
             return  # an over-long frame ended this connection; only owed replies remain
+        t0, answered = _clock(), 0
         try:
             for env, frame in self.frames.feed(data):
                 if self.queue or self.worker is not None:
@@ -56,6 +63,9 @@ class HandleTcpProtocol(BoundedStreamProtocol):
                 out = self._fast(frame)
                 if out is not None:
                     self.transport.write(out)
+                    answered += 1
+                    if self.access is not None:
+                        self.access.handle_message(self.peer, "TCP", frame, out, t0)
                 else:
                     self.queue.append((env, frame))
                     self.worker = asyncio.get_running_loop().create_task(self._drain())
@@ -70,6 +80,8 @@ class HandleTcpProtocol(BoundedStreamProtocol):
         except Exception:
             log.exception("E033 unexpected error on a TCP connection")
             self.transport.abort()
+        if answered and self.metrics is not None:
+            self.metrics.observe_many(_clock() - t0, answered)
         self._update_reading()
 
     def _finish(self) -> None:
@@ -90,11 +102,18 @@ class HandleTcpProtocol(BoundedStreamProtocol):
             while self.queue:
                 env, frame = self.queue.popleft()
                 self._update_reading()
+                t0 = _clock()
                 out = self._fast(frame)
                 if out is None:
                     out = await self.frontend.answer(env, frame[20:], self.peer, stream=True)
+                    if self.metrics is not None:
+                        self.metrics.handle_op(frame[20:], out)
                 if out is not None and not self.transport.is_closing():
                     self.transport.write(out)
+                    if self.access is not None:
+                        self.access.handle_message(self.peer, "TCP", frame, out, t0)
+                if self.metrics is not None:
+                    self.metrics.observe(_clock() - t0)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -106,9 +125,10 @@ class HandleTcpProtocol(BoundedStreamProtocol):
 
 
 async def start_tcp(store: LmdbStore, frontend: HandleFrontEnd, host: str, port: int,
-                    case_sensitive: bool, limits: TcpLimits) -> asyncio.Server:  # fmt: skip
+                    case_sensitive: bool, limits: TcpLimits,
+                    metrics=None, access=None) -> asyncio.Server:  # fmt: skip
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: HandleTcpProtocol(store, frontend, case_sensitive, limits),
+        lambda: HandleTcpProtocol(store, frontend, case_sensitive, limits, metrics, access),
         sock=listening_socket(host, port),
     )  # fmt: skip

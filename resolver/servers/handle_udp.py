@@ -32,10 +32,12 @@ class HandleUdpServer(PumpedDatagramServer):
     error_code = "E031"
 
     def __init__(self, store: LmdbStore, frontend: HandleFrontEnd, sock: socket.socket,
-                 case_sensitive: bool, record_cache: int = 0) -> None:  # fmt: skip
+                 case_sensitive: bool, record_cache: int = 0, access=None) -> None:  # fmt: skip
         self.cache = native.RecordCache(record_cache, store.changes_db) if record_cache else None
-        super().__init__(store, sock, native.UdpPump(sock, self.cache, tally=frontend.tally),
-                         case_sensitive)  # fmt: skip
+        # With the access log on, every fast answer comes back to be sent and logged here.
+        pump = native.UdpPump(sock, self.cache, tally=frontend.tally, hand_back=access is not None)
+        super().__init__(store, sock, pump, case_sensitive)
+        self.access = access
         self.frontend = frontend
         self.reassembler = Reassembler()
 
@@ -70,16 +72,27 @@ class HandleUdpServer(PumpedDatagramServer):
             payload = data[C.ENVELOPE_SIZE :]
         self._spawn(self._answer(env, payload, addr))
 
+    def _logged(self, data: bytes, addr, reply: bytes, started: float) -> None:
+        self.access.handle_message(addr[0], "UDP", data, reply, started)
+
     async def _answer(self, env: Envelope, payload: bytes, addr) -> None:
+        started = self.access.clock() if self.access is not None else 0.0
         try:
             out = await self.frontend.answer(env, payload, addr[0] if addr else None)
         except Exception:
             log.exception("E032 unexpected error answering %s", addr)
             return
+        if self.metrics is not None:
+            self.metrics.handle_op(payload, out)  # administrative op codes (issue 8 §3)
         if out is not None and self.sock.fileno() >= 0:
             self._send(split(out), addr)
+            if self.access is not None:
+                self.access.handle(addr[0], "UDP", env.major, env.minor, env.flags, payload, out,
+                                   started)  # fmt: skip
 
 
 async def start_udp(store: LmdbStore, frontend: HandleFrontEnd, host: str, port: int,
-                    case_sensitive: bool, record_cache: int = 0) -> HandleUdpServer:  # fmt: skip
-    return HandleUdpServer(store, frontend, udp_socket(host, port), case_sensitive, record_cache)
+                    case_sensitive: bool, record_cache: int = 0,
+                    access=None) -> HandleUdpServer:  # fmt: skip
+    return HandleUdpServer(store, frontend, udp_socket(host, port), case_sensitive, record_cache,
+                           access)  # fmt: skip

@@ -342,6 +342,8 @@ class AdminHttp:
                 limit = int(q.get("limit", "1000"))
             except ValueError:
                 raise MalformedRequest("after and limit must be integers") from None
+            if not all(-(1 << 63) <= v < 1 << 63 for v in (after, limit)):  # the store packs u64
+                raise MalformedRequest("after and limit must be 64-bit integers")
             changes = self.registry.changes(identity, after, limit)
             return self._with_session(_response(200, codec.changes_body(changes)), request, token)
         except IdnodeError as exc:

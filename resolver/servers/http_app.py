@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 from aiohttp import web
@@ -24,7 +25,7 @@ from resolver.core.request import ResolveRequest
 from resolver.errors import IdnodeError, InvalidIdentifier, MalformedRequest, Outcome
 from resolver.identifier import Identifier, NA_PREFIX
 from resolver.protocols.handle.codes import RC_FOR
-from resolver.protocols.http import codec
+from resolver.protocols.http import codec, openapi
 from resolver.protocols.http.codes import STATUS_FOR
 from resolver.servers.http_admin import AdminHttp
 from resolver.store.lmdb_store import LmdbStore
@@ -35,7 +36,9 @@ API = "/api/handles"
 CHANGES = "/api/v1/changes"
 SESSIONS = "/api/sessions"
 BATCHES = "/api/v1/batches"
+OPENAPI = "/api/openapi.json"
 _API_SLASH = len(API) + 1
+_clock = time.perf_counter
 # Pre-built multidicts: aiohttp copies the headers of every Response, and copying a CIMultiDict
 # is ~0.5 µs cheaper than building one from a dict.
 _JSON = CIMultiDict({"Content-Type": codec.CONTENT_TYPE, "Access-Control-Allow-Origin": "*"})
@@ -255,6 +258,9 @@ class HandleApi:
             size = int(query["pageSize"]) if "pageSize" in query else None
         except ValueError:
             return _error(Outcome.MALFORMED, None, "page and pageSize must be integers")
+        if not all(-0x80000000 <= v <= 0x7FFFFFFF for v in (page or 0, size or 0)):
+            # Java ints in the reference; a larger one also overflowed the JSON answer (500)
+            return _error(Outcome.MALFORMED, None, "page and pageSize must be 32-bit integers")
         name = prefix[len(NA_PREFIX) + 1 :] if prefix.upper().startswith("0.NA/") else prefix
         try:
             ident = Identifier.parse(f"{NA_PREFIX}/{name}", case_sensitive=self.case_sensitive)
@@ -319,13 +325,27 @@ class HttpFrontEnd:
     dispatch is a string test.  Nothing escapes: any exception becomes a JSON 500, logged once.
     """
 
-    def __init__(self, api: HandleApi, extensions=()) -> None:
+    def __init__(self, api: HandleApi, extensions=(), proxy=None, ops=None,
+                 metrics=None) -> None:  # fmt: skip
         self.api = api
         #: ``/api/v1/`` drivers (operator, imports, templates): each ``dispatch(request)``
         #: answers a path it owns, None for any other.
         self.extensions = tuple(extensions)
+        #: ``http_proxy.HttpProxy``: ``/`` and ``/{identifier}`` outside ``/api/`` (None: off)
+        self.proxy = proxy
+        #: ``metrics.OpsHttp``: ``/metrics``, ``/healthz``, ``/readyz`` (None: off)
+        self.ops = ops
+        #: ``metrics.FrontEndMetrics``: each request's latency and operation (None: off)
+        self.metrics = metrics
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        t0 = _clock()
+        resp = await self.dispatch(request)
+        if self.metrics is not None:
+            self.metrics.http_done(request, resp, _clock() - t0)
+        return resp
+
+    async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
             path = request.raw_path
             if path.startswith(API):
@@ -334,17 +354,29 @@ class HttpFrontEnd:
                     return await self.api.handle(request)
                 if rest in ("", "/") or rest[:1] == "?" or rest[:2] == "/?":
                     return await self.api.listing(request)
+            if self.ops is not None:  # issue 8 §3, §5
+                resp = await self.ops.dispatch(request)
+                if resp is not None:
+                    return resp
             if path.startswith(CHANGES) and path[len(CHANGES) : len(CHANGES) + 1] in ("", "?"):
                 return await self.api.changes(request)
             if path.rstrip("/") == BATCHES and self.api.admin is not None:
                 return await self.api.admin.batches(request)
             if path.startswith(SESSIONS) and self.api.admin is not None:
                 return await self.api.admin.session_endpoint(request)
+            if path.split("?", 1)[0] == OPENAPI:  # the API's OpenAPI 3.1 document (issue 8 §6)
+                if request.method not in ("GET", "HEAD"):
+                    return self.api.not_allowed(request)
+                return _json(200, openapi.document_bytes())
             if path.startswith("/api/v1/"):
                 for ext in self.extensions:
                     resp = await ext.dispatch(request)
                     if resp is not None:
                         return resp
+            if self.proxy is not None and not path.startswith("/api/"):  # issue 8 §1
+                resp = await self.proxy.dispatch(request)
+                if resp is not None:
+                    return resp
             return await self.api.unknown(request)
         except IdnodeError as exc:
             log.warning("E010 %s on %s %s: %s", type(exc).__name__, request.method, request.path, exc)
@@ -356,12 +388,16 @@ class HttpFrontEnd:
 
 def make_handler(store: LmdbStore, resolver: Resolver, config: Config,
                  admin: AdminHttp | None = None, extensions=(),
-                 tally: dict | None = None) -> HttpFrontEnd:  # fmt: skip
+                 tally: dict | None = None, proxy=None, ops=None,
+                 metrics=None) -> HttpFrontEnd:  # fmt: skip
     """The request handler for ``JsonServer`` (see ``lifecycle.run_http``); ``admin`` brings
     writes and authenticated reads (None: a read-only API), ``extensions`` the other
     ``/api/v1/`` drivers (``http_operator.OperatorHttp``, ``http_imports.ImportsHttp``, ...),
-    ``tally`` the table resolutions are counted in (``core.stats``)."""
-    return HttpFrontEnd(HandleApi(store, resolver, config, admin, tally), extensions)
+    ``tally`` the table resolutions are counted in (``core.stats``), ``proxy`` the
+    ``/{identifier}`` driver (``http_proxy.HttpProxy``), ``ops`` and ``metrics`` those of
+    ``servers.metrics`` (``OpsHttp``, the ``FrontEndMetrics`` of "http")."""
+    return HttpFrontEnd(HandleApi(store, resolver, config, admin, tally), extensions, proxy,
+                        ops, metrics)  # fmt: skip
 
 
 class _JsonErrorRequestHandler(RequestHandler):

@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import socket
 
+#: Sockets this worker inherited from the supervisor (``handover.WorkerSockets``), by (type,
+#: port): ``listening_socket`` and ``udp_socket`` hand each out once instead of binding anew.
+_inherited: dict[tuple[int, int], socket.socket] = {}
+
+
+def inherit(socks) -> None:
+    """The sockets ``listening_socket`` / ``udp_socket`` return for their port from now on."""
+    _inherited.clear()
+    for sock in socks:
+        _inherited[(sock.type, sock.getsockname()[1])] = sock
+
 
 def _family(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -38,6 +49,9 @@ def reserve_tcp_udp(host: str, port: int, attempts: int = 20) -> tuple[socket.so
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
+    sock = _inherited.pop((socket.SOCK_STREAM, port), None)
+    if sock is not None:
+        return sock
     sock = reserve_port(host, port)
     sock.listen(1024)
     sock.setblocking(False)
@@ -45,6 +59,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def udp_socket(host: str, port: int) -> socket.socket:
+    sock = _inherited.pop((socket.SOCK_DGRAM, port), None)
+    if sock is not None:
+        return sock
     sock = reserve_port(host, port, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)

@@ -151,8 +151,11 @@ CASES = [
     ("/api/handles?page=1", 400, b'{"responseCode":102,"message":"Empty handle invalid"}'),
 ]
 
-UNKNOWN_ROUTES = ["/", "/api", "/api/", "/favicon.ico", "/api/handlesX", "/index.html",
-                  "/api/prefixes/x/y", "/hrls/handles?URL=x"]  # fmt: skip
+#: Paths under /api that are no endpoint: a JSON 404.
+UNKNOWN_ROUTES = ["/api", "/api/", "/api/handlesX", "/api/prefixes/x/y"]
+#: Paths outside /api are the proxy face's (issue 8 §1: tests/wire/test_proxy_http.py): the
+#: landing page, or an identifier's page — HTML for a client that asks for nothing else.
+PROXY_ROUTES = ["/", "/favicon.ico", "/index.html", "/hrls/handles?URL=x"]
 
 
 def _ids(cases):
@@ -346,6 +349,14 @@ def test_unknown_route_is_json_404(node, path):
     assert doc["message"].startswith("Unknown HTTP API endpoint GET ")
 
 
+@pytest.mark.parametrize("path", PROXY_ROUTES)
+def test_paths_outside_the_api_are_the_proxy_pages(node, path):
+    r = node.get(path)
+    assert r.content_type == "text/html; charset=utf-8", (path, r.status)
+    assert r.status == (200 if path == "/" else 404), path
+    assert r.body.lstrip().lower().startswith(b"<!doctype html>"), path
+
+
 @pytest.mark.parametrize("method", ["POST", "PATCH", "OPTIONS"])
 @pytest.mark.parametrize("path", ["/api/handles/88.118.8/x", "/api/handles/88.118.8/demo-1"])
 def test_other_methods_are_json_405_with_allow(node, method, path):
@@ -440,7 +451,7 @@ def test_no_answer_is_html(node):
 
 
 # -- the two hot-path twins behind real servers -------------------------------------------------
-PARITY_PATHS = [c[0] for c in CASES] + UNKNOWN_ROUTES + [
+PARITY_PATHS = [c[0] for c in CASES] + UNKNOWN_ROUTES + PROXY_ROUTES + [
     api("88.118.8/demo-1", "callback=f%3Co.o&type=URL"),
     api("88.118.8/no-such-thing", "callback=cb"),
     api("88.118.8/demo-1", "pretty"),
