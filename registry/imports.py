@@ -158,6 +158,15 @@ class _State:
         return cls(**orjson.loads(data))
 
 
+def job_figures(store):
+    """``(state, committed, failed)`` of every import job kept in ``store`` (for metrics); a
+    running job whose process is gone is "interrupted", as ``Importer.get`` shows it."""
+    for _key, value in store.meta_scan(_JOB):
+        job = _State.from_bytes(value)
+        state = "interrupted" if job.state == "running" and not _alive(job.owner) else job.state
+        yield state, job.committed, job.failed
+
+
 @dataclasses.dataclass(slots=True)
 class _Pending:
     """Encoded lines waiting for their chunk: the fast ones as stored bytes, the templated

@@ -319,22 +319,10 @@ def _worker_metrics(store, cfg):
     with ``[metrics] enabled = false``."""
     if not cfg.metrics_enabled:
         return None
+    from registry.imports import job_figures
     from resolver.servers.metrics import WorkerMetrics
 
-    return WorkerMetrics(store, import_jobs=lambda: _import_jobs(store))
-
-
-def _import_jobs(store):
-    """``(state, committed, failed)`` of every import job (``registry.imports`` keeps them in
-    ``meta``); a running job whose process is gone is "interrupted", as its API shows it."""
-    from registry import imports
-
-    for _key, value in store.meta_scan(imports._JOB):
-        job = imports._State.from_bytes(value)
-        state = job.state
-        if state == "running" and not imports._alive(job.owner):
-            state = "interrupted"
-        yield state, job.committed, job.failed
+    return WorkerMetrics(store, import_jobs=lambda: job_figures(store))
 
 
 def _run_agent(cfg, agent_socket: str, registration_auth=None, takeover_secret=None,
