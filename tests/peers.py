@@ -32,7 +32,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     each other's ports before they start; another process may still take it meanwhile)."""
     import socket
 
-    while True:
+    for _ in range(50):  # bounded: a test never spins forever on a busy machine
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
             t.bind((host, 0))
             port = t.getsockname()[1]
@@ -42,6 +42,7 @@ def free_port(host: str = "127.0.0.1") -> int:
                 except OSError:
                     continue
                 return port
+    raise RuntimeError("no port free for both TCP and UDP")
 
 
 def value(index: int, vtype: str, data: str, ttl: int = 86400, **kw) -> dict:
